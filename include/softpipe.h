@@ -1,0 +1,10 @@
+/* softpipe.h — the umbrella header: includes every public module header. */
+#ifndef SOFTPIPE_H
+#define SOFTPIPE_H
+
+#include "softpipe/core.h"
+#include "softpipe/image.h"
+#include "softpipe/shard.h"
+#include "softpipe/ingest.h"
+
+#endif
