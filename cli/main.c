@@ -1,0 +1,42 @@
+/* main.c — `softpipe <subcommand>`: dispatch, --help and --version. */
+#include "cli.h"
+
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} commands[] = {
+    {"pack", cmd_pack, "pack an ImageFolder tree, CSV or JSONL file into a dataset"},
+    {"inspect", cmd_inspect, "summarize a dataset: samples, shards, columns, labels"},
+    {"verify", cmd_verify, "check every checksum of a dataset"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: softpipe <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nRun 'softpipe <command> --help' for a command's options.\n"
+               "Exit codes: 0 ok, 1 bad data or failed check, 2 usage, 3 system error.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("softpipe %s\n", sp_version());
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "softpipe: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return CLI_USAGE;
+}
