@@ -168,6 +168,21 @@ typedef struct sp_shard_info {
 SP_API sp_status sp_dataset_shard_info(const sp_dataset *ds, size_t shard,
                                        sp_shard_info *out /* OUT */);
 
+/* Payload blocks, numbered globally across shards (shard 0's blocks first). */
+typedef struct sp_block_info {
+    uint32_t shard;
+    uint64_t first_sample; /* global index of its first sample */
+    uint64_t n_samples;
+    uint64_t offset, bytes; /* inside the shard file */
+} sp_block_info;
+
+SP_API uint64_t sp_dataset_n_blocks(const sp_dataset *ds);
+SP_API sp_status sp_dataset_block(const sp_dataset *ds, uint64_t block,
+                                  sp_block_info *out /* OUT */);
+/* Statistics of column `col` within one block (what filter pushdown reads). */
+SP_API sp_status sp_dataset_block_stats(const sp_dataset *ds, uint64_t block, size_t col,
+                                        sp_column_stats *out /* OUT */);
+
 /* ---------------------------------------------------------------- verifying */
 
 typedef struct sp_verify_opts {

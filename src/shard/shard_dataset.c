@@ -12,13 +12,14 @@ typedef struct ds_shard {
     char *file;
     char *path;
     uint64_t first;
+    uint64_t first_block;
     sp__shard s;
 } ds_shard;
 
 struct sp_dataset {
     char *dir;
     char *manifest;
-    uint64_t n, payload_bytes;
+    uint64_t n, payload_bytes, n_blocks;
     size_t n_cols;
     sp_column cols[SP_MAX_COLUMNS];
     size_t n_shards;
@@ -154,6 +155,8 @@ sp_status sp_dataset_open(const char *path, sp_dataset **out) {
             }
         sh->first = ds->n;
         ds->n += sh->s.n_samples;
+        sh->first_block = ds->n_blocks;
+        ds->n_blocks += sh->s.n_blocks;
         for (uint64_t k = 0; k < sh->s.n_blocks; k++)
             ds->payload_bytes += sp__get_u64(sh->s.blocks + k * SP__BLOCK_ENTRY + 8);
     }
@@ -284,43 +287,97 @@ sp_status sp_dataset_read_column(const sp_dataset *ds, size_t col, void *dst, ui
     return SP_OK;
 }
 
+static void stats_begin(sp_column_stats *out) {
+    memset(out, 0, sizeof *out);
+    out->min_i = INT64_MAX;
+    out->max_i = INT64_MIN;
+    out->min_f = INFINITY;
+    out->max_f = -INFINITY;
+}
+
+/* Merges block b of shard s, column col, into out. */
+static void stats_add_block(const sp__shard *s, uint64_t b, size_t col, sp_column_stats *out) {
+    sp_type t = s->columns[col].type;
+    const uint8_t *e = s->stats + (b * s->n_columns + col) * SP__STATS_ENTRY;
+    uint64_t bn = sp__get_u64(s->blocks + b * SP__BLOCK_ENTRY + 24);
+    uint64_t nn = sp__get_u64(e + 16);
+    out->null_count += nn;
+    out->count += bn >= nn ? bn - nn : 0;
+    if (t == SP_TYPE_FLOAT64) {
+        double lo, hi;
+        uint64_t a = sp__get_u64(e), c = sp__get_u64(e + 8);
+        memcpy(&lo, &a, 8);
+        memcpy(&hi, &c, 8);
+        if (lo < out->min_f) out->min_f = lo;
+        if (hi > out->max_f) out->max_f = hi;
+    } else if (t != SP_TYPE_STRING) {
+        int64_t lo = (int64_t)sp__get_u64(e), hi = (int64_t)sp__get_u64(e + 8);
+        if (lo < out->min_i) out->min_i = lo;
+        if (hi > out->max_i) out->max_i = hi;
+    }
+}
+
+static void stats_end(sp_type t, sp_column_stats *out) {
+    if (t == SP_TYPE_FLOAT64)
+        out->has_minmax = out->min_f <= out->max_f;
+    else if (t != SP_TYPE_STRING)
+        out->has_minmax = out->min_i <= out->max_i;
+}
+
 sp_status sp_dataset_column_stats(const sp_dataset *ds, size_t col, sp_column_stats *out) {
     if (!ds || !out) return sp__fail(SP_EINVAL, "sp_dataset_column_stats: NULL argument");
     if (col >= ds->n_cols)
         return sp__fail(SP_EINVAL, "column %zu out of range: the dataset has %zu", col,
                         ds->n_cols);
-    memset(out, 0, sizeof *out);
-    sp_type t = ds->cols[col].type;
-    out->min_i = INT64_MAX;
-    out->max_i = INT64_MIN;
-    out->min_f = INFINITY;
-    out->max_f = -INFINITY;
-    for (size_t k = 0; k < ds->n_shards; k++) {
-        const sp__shard *s = &ds->shards[k].s;
-        for (uint64_t b = 0; b < s->n_blocks; b++) {
-            const uint8_t *e = s->stats + (b * s->n_columns + col) * SP__STATS_ENTRY;
-            uint64_t bn = sp__get_u64(s->blocks + b * SP__BLOCK_ENTRY + 24);
-            uint64_t nn = sp__get_u64(e + 16);
-            out->null_count += nn;
-            out->count += bn >= nn ? bn - nn : 0;
-            if (t == SP_TYPE_FLOAT64) {
-                double lo, hi;
-                uint64_t a = sp__get_u64(e), c = sp__get_u64(e + 8);
-                memcpy(&lo, &a, 8);
-                memcpy(&hi, &c, 8);
-                if (lo < out->min_f) out->min_f = lo;
-                if (hi > out->max_f) out->max_f = hi;
-            } else if (t != SP_TYPE_STRING) {
-                int64_t lo = (int64_t)sp__get_u64(e), hi = (int64_t)sp__get_u64(e + 8);
-                if (lo < out->min_i) out->min_i = lo;
-                if (hi > out->max_i) out->max_i = hi;
-            }
-        }
+    stats_begin(out);
+    for (size_t k = 0; k < ds->n_shards; k++)
+        for (uint64_t b = 0; b < ds->shards[k].s.n_blocks; b++)
+            stats_add_block(&ds->shards[k].s, b, col, out);
+    stats_end(ds->cols[col].type, out);
+    return SP_OK;
+}
+
+uint64_t sp_dataset_n_blocks(const sp_dataset *ds) {
+    return ds ? ds->n_blocks : 0;
+}
+
+/* The shard holding global block b. */
+static const ds_shard *find_block_shard(const sp_dataset *ds, uint64_t b) {
+    size_t lo = 0, hi = ds->n_shards;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (ds->shards[mid].first_block <= b)
+            lo = mid;
+        else
+            hi = mid;
     }
-    if (t == SP_TYPE_FLOAT64)
-        out->has_minmax = out->min_f <= out->max_f;
-    else if (t != SP_TYPE_STRING)
-        out->has_minmax = out->min_i <= out->max_i;
+    return &ds->shards[lo];
+}
+
+sp_status sp_dataset_block(const sp_dataset *ds, uint64_t block, sp_block_info *out) {
+    if (!ds || !out) return sp__fail(SP_EINVAL, "sp_dataset_block: NULL argument");
+    if (block >= ds->n_blocks)
+        return sp__fail(SP_EINVAL, "block %" PRIu64 " out of range: the dataset has %" PRIu64,
+                        block, ds->n_blocks);
+    const ds_shard *sh = find_block_shard(ds, block);
+    const uint8_t *e = sh->s.blocks + (block - sh->first_block) * SP__BLOCK_ENTRY;
+    out->shard = (uint32_t)(sh - ds->shards);
+    out->offset = sp__get_u64(e);
+    out->bytes = sp__get_u64(e + 8);
+    out->first_sample = sh->first + sp__get_u64(e + 16);
+    out->n_samples = sp__get_u64(e + 24);
+    return SP_OK;
+}
+
+sp_status sp_dataset_block_stats(const sp_dataset *ds, uint64_t block, size_t col,
+                                 sp_column_stats *out) {
+    if (!ds || !out) return sp__fail(SP_EINVAL, "sp_dataset_block_stats: NULL argument");
+    if (block >= ds->n_blocks || col >= ds->n_cols)
+        return sp__fail(SP_EINVAL, "block %" PRIu64 " / column %zu out of range", block, col);
+    const ds_shard *sh = find_block_shard(ds, block);
+    stats_begin(out);
+    stats_add_block(&sh->s, block - sh->first_block, col, out);
+    stats_end(ds->cols[col].type, out);
     return SP_OK;
 }
 
