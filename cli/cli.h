@@ -49,5 +49,6 @@ void cli_json_string(FILE *f, const char *s, size_t len);
 int cmd_pack(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_bench_load(int argc, char **argv);
 
 #endif

@@ -6,5 +6,6 @@
 #include "softpipe/image.h"
 #include "softpipe/shard.h"
 #include "softpipe/ingest.h"
+#include "softpipe/load.h"
 
 #endif

@@ -25,10 +25,19 @@
 #include <string.h>
 
 PyMODINIT_FUNC PyInit__softpipe(void);
+PyObject *sppy_raise(sp_status rc);
+int sppy_loader_init(PyObject *m); /* softpipe_loader.c */
 
 static PyObject *DataError; /* softpipe.DataError, a ValueError */
 
 /* ------------------------------------------------------------------ errors */
+
+static PyObject *raise_status(sp_status rc);
+
+/* For the module's other files. */
+PyObject *sppy_raise(sp_status rc) {
+    return raise_status(rc);
+}
 
 static PyObject *decode_text(const char *s, size_t len) {
     return PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "surrogateescape");
@@ -999,7 +1008,8 @@ PyMODINIT_FUNC PyInit__softpipe(void) {
     if (!DataError || PyModule_AddObjectRef(m, "DataError", DataError) < 0 ||
         PyModule_AddObjectRef(m, "_Dataset", (PyObject *)&DatasetType) < 0 ||
         PyModule_AddObjectRef(m, "Payload", (PyObject *)&PayloadType) < 0 ||
-        PyModule_AddStringConstant(m, "__version__", sp_version()) < 0) {
+        PyModule_AddStringConstant(m, "__version__", sp_version()) < 0 ||
+        sppy_loader_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -117,3 +117,86 @@ def verify(path, *, deep=False, threads=0):
         issue["index"] = (base + issue["sample"]
                           if base is not None and issue["sample"] is not None else None)
     return report
+
+
+# ---------------------------------------------------------------------------------------- loader
+
+from ._softpipe import BatchArray, _Loader  # noqa: E402
+
+try:  # torch is optional: without it the loader yields NumPy arrays
+    import torch as _torch
+    from torch.utils.dlpack import from_dlpack as _torch_from_dlpack
+except ImportError:  # pragma: no cover - depends on the machine
+    _torch = None
+
+
+def _as_tensor(arr):
+    if _torch is not None:
+        return _torch_from_dlpack(arr)
+    import numpy as _np
+    return _np.asarray(arr)
+
+
+class Loader(_Loader):
+    """Batches of augmented images straight from a softpipe dataset, decoded by native threads.
+
+    ``Loader(path, batch_size=256, size=224, **options)``; iterate it to get ``(images, labels)``
+    for one epoch: ``images`` is a ``(n, 3, h, w)`` tensor (``NCHW``; ``(n, h, w, 3)`` for
+    ``layout="NHWC"``) and ``labels`` an int64 tensor of ``n`` — torch tensors viewing the batch
+    memory through DLPack without a copy (NumPy arrays when torch is absent). A batch stays
+    valid, unchanged, for as long as any tensor viewing it lives.
+
+    Options (same names as the C ``sp_loader_opts``): ``crop`` = "random_resized" | "center" |
+    "none"; ``scale`` (0.08, 1); ``ratio`` (3/4, 4/3); ``flip`` probability (0.5);
+    ``normalize`` with ``mean``/``std`` (ImageNet's); ``dtype`` = "float32" | "float16" |
+    "uint8"; ``layout`` = "NCHW" | "NHWC"; ``seed``; ``shuffle`` = "global" | "block" | "none";
+    ``drop_last``; ``rank`` / ``world_size`` (DistributedSampler's slicing); ``threads``;
+    ``prefetch``; ``filter`` (e.g. ``"label in {1, 3} and timestamp >= 1700000000"``);
+    ``on_error`` = "skip" | "fail"; ``decode`` = "accurate" | "fast"; ``crop_decode`` and
+    ``dct_scale`` (the optimizations, on by default); ``mem_budget`` in bytes.
+
+    Each ``iter(loader)`` runs one epoch; after a finished epoch the next ``iter`` starts the
+    following epoch, unless ``set_epoch(e)`` chose one. ``state_dict()`` / ``load_state_dict()``
+    resume exactly where a run stopped, in O(1). ``stats()`` reports per-stage time, the
+    consumer's wait (stall share), bytes read, blocks skipped by the filter and bad samples.
+    """
+
+    __slots__ = ()
+
+    def __len__(self):
+        return self._len()
+
+    def __iter__(self):
+        st = self.state_dict()
+        if st["batches"] >= self._len() and self._len() > 0:
+            self.set_epoch(st["epoch"] + 1)
+        while True:
+            b = self._next()
+            if b is None:
+                return
+            images, labels, _ids = b
+            yield _as_tensor(images), _as_tensor(labels)
+
+    def batches(self):
+        """Like iteration, but yields ``(images, labels, ids)`` as raw BatchArray views
+        (buffer protocol + DLPack): ``ids`` are the dataset indices of the samples."""
+        while True:
+            b = self._next()
+            if b is None:
+                return
+            yield b
+
+    def stats(self):
+        """Telemetry: seconds per stage (read, decode, augment, summed over threads), the
+        consumer's wait and its share of wall time, samples, batches, bytes read, blocks skipped
+        by the filter, bad samples skipped (and the last ones' descriptions), memory in use."""
+        return self._stats()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+__all__ += ["Loader", "BatchArray"]
