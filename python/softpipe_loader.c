@@ -501,7 +501,7 @@ static PyObject *loader_stats_m(PyObject *obj, PyObject *unused) {
     }
     if (!skipped) return NULL;
     return Py_BuildValue(
-        "{s:d,s:d,s:d,s:d,s:d,s:d,s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:n,s:K}", "read_s", s.read_s,
+        "{s:d,s:d,s:d,s:d,s:d,s:d,s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:n,s:K,s:n}", "read_s", s.read_s,
         "decode_s", s.decode_s, "augment_s", s.augment_s, "wait_s", s.wait_s, "wall_s", s.wall_s,
         "stall_share", s.stall_share, "samples", (unsigned long long)s.samples, "batches",
         (unsigned long long)s.batches, "bytes_read", (unsigned long long)s.bytes_read,
@@ -509,7 +509,8 @@ static PyObject *loader_stats_m(PyObject *obj, PyObject *unused) {
         (unsigned long long)s.blocks_skipped, "samples_skipped_bad",
         (unsigned long long)s.samples_skipped_bad, "skipped", skipped, "mem_usage",
         (Py_ssize_t)sp_loader_mem_usage(self->ld), "n_samples",
-        (unsigned long long)sp_loader_n_samples(self->ld));
+        (unsigned long long)sp_loader_n_samples(self->ld), "pinned_bytes",
+        (Py_ssize_t)s.pinned_bytes);
 }
 
 static PyObject *loader_close_m(PyObject *obj, PyObject *unused) {

@@ -126,6 +126,7 @@ typedef struct sp_loader_stats {
     uint64_t bytes_read;                /* payload bytes decoded */
     uint64_t blocks_total, blocks_skipped; /* by the filter's block statistics */
     uint64_t samples_skipped_bad;
+    size_t pinned_bytes; /* batch memory page-locked for CUDA (0 without a CUDA runtime) */
 } sp_loader_stats;
 
 SP_API void sp_loader_stats_get(const sp_loader *ld, sp_loader_stats *st /* OUT */);

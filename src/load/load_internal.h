@@ -82,6 +82,13 @@ sp_status sp__decode_sample(sp__decoder *d, const char *name, const uint8_t *dat
                             const sp__aug *aug, const sp__out_spec *spec, void *dst,
                             sp__stage_times *times /* OUT, may be NULL */);
 
+/* ------------------------------------------------------------ pinned memory */
+
+/* Page-locks [ptr, ptr+size) with cudaHostRegister when a CUDA runtime can be loaded (dlopen);
+ * returns 1 when pinned, 0 otherwise (no CUDA, or SOFTPIPE_NO_PIN set). */
+int sp__pin(void *ptr, size_t size);
+void sp__unpin(void *ptr);
+
 /* ------------------------------------------------------------ filters */
 
 /* A parsed filter over a dataset's scalar columns. Grammar (case-sensitive keywords):

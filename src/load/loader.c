@@ -25,6 +25,7 @@ enum { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_HELD };
 typedef struct slot {
     sp_batch b; /* first: a const sp_batch * converts back to its slot */
     uint8_t *mem;
+    int pinned;
     int state;
     uint64_t gen;
     sp_status rc;
@@ -61,6 +62,7 @@ struct sp_loader {
     double read_s, decode_s, augment_s, wait_s, t_first;
     uint64_t delivered_samples, delivered_batches, bytes_read, skipped_bad;
     uint64_t blocks_total, blocks_skipped;
+    size_t pinned_bytes;
     char *skipped[N_SKIPPED_KEPT];
     size_t n_skipped;
 };
@@ -243,6 +245,8 @@ static slot *take_slot(sp_loader *ld) {
         sp__free(s);
         return NULL;
     }
+    s->pinned = sp__pin(s->mem, ld->slot_bytes);
+    ld->pinned_bytes += s->pinned ? ld->slot_bytes : 0;
     s->b.data = s->mem;
     s->b.c = 3;
     s->b.h = ld->o.out_h;
@@ -350,6 +354,7 @@ void sp_loader_close(sp_loader *ld) {
     if (!ld) return;
     if (ld->threads) stop_workers(ld);
     for (size_t i = 0; i < ld->n_slots; i++) {
+        if (ld->slots[i]->pinned) sp__unpin(ld->slots[i]->mem);
         sp__free(ld->slots[i]->mem);
         sp__free(ld->slots[i]->b.labels);
         sp__free(ld->slots[i]->b.ids);
@@ -601,6 +606,7 @@ void sp_loader_stats_get(const sp_loader *ld, sp_loader_stats *st) {
     st->blocks_total = ld->blocks_total;
     st->blocks_skipped = ld->blocks_skipped;
     st->samples_skipped_bad = ld->skipped_bad;
+    st->pinned_bytes = ld->pinned_bytes;
     pthread_mutex_unlock((pthread_mutex_t *)&ld->mu);
 }
 
