@@ -21,6 +21,7 @@ static const char HELP[] =
     "      --layout L         NCHW (default) | NHWC\n"
     "      --shuffle S        global (default) | block | none\n"
     "      --threads N        worker threads (default: all cores)\n"
+    "      --prefetch N       batches decoded ahead (default: threads + 1)\n"
     "      --epochs N         epochs to run (1)\n"
     "      --batches N        stop after N batches (default: whole epochs)\n"
     "      --filter EXPR      e.g. 'label in {1, 3}'\n"
@@ -61,6 +62,7 @@ int cmd_bench_load(int argc, char **argv) {
         {"batches", required_argument, 0, 'n'},    {"filter", required_argument, 0, 'f'},
         {"decode", required_argument, 0, 'D'},     {"no-crop-decode", no_argument, 0, 'C'},
         {"no-dct-scale", no_argument, 0, 'Z'},     {"seed", required_argument, 0, 'r'},
+        {"prefetch", required_argument, 0, 'p'},
         {"json", no_argument, 0, 'j'},             {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     static const char *crops[] = {"random_resized", "center", "none"};
@@ -118,6 +120,11 @@ int cmd_bench_load(int argc, char **argv) {
                 return cli_usage_error("bench-load", "--batches '%s': expected a positive number", optarg);
             break;
         case 'r': o.seed = strtoull(optarg, NULL, 10); break;
+        case 'p':
+            if (cli_parse_int(optarg, &v) || v < 1)
+                return cli_usage_error("bench-load", "--prefetch '%s': expected a positive number", optarg);
+            o.prefetch = (uint32_t)v;
+            break;
         case 'f': o.filter = optarg; break;
         case 'C': o.no_crop_decode = 1; break;
         case 'Z': o.no_dct_scale = 1; break;

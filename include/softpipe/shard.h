@@ -134,6 +134,12 @@ typedef struct sp_sample {
 /* Sample i (0 <= i < len): zero-copy view of its payload. O(log n_shards). Thread-safe. */
 SP_API sp_status sp_dataset_sample(const sp_dataset *ds, uint64_t i, sp_sample *out /* OUT */);
 
+/* Copies sample i's payload into dst (capacity `cap` bytes) with pread, without touching the
+ * mapping, so the caller's resident memory does not grow with the dataset; *len is the payload
+ * size (also when SP_EINVAL says the buffer is too small). Thread-safe. */
+SP_API sp_status sp_dataset_read(const sp_dataset *ds, uint64_t i, void *dst, size_t cap,
+                                 size_t *len /* OUT */);
+
 /* Value of column `col` for sample i. Strings point into the mapping. Thread-safe. */
 SP_API sp_status sp_dataset_value(const sp_dataset *ds, uint64_t i, size_t col,
                                   sp_value *out /* OUT */);

@@ -6,7 +6,9 @@
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct ds_shard {
     char *file;
@@ -14,6 +16,7 @@ typedef struct ds_shard {
     uint64_t first;
     uint64_t first_block;
     sp__shard s;
+    int fd; /* for sp_dataset_read: opened on first use, -1 until then */
 } ds_shard;
 
 struct sp_dataset {
@@ -86,6 +89,7 @@ static sp_status parse_manifest(sp_dataset *ds, const char *mpath) {
             rc = sp__fail(SP_ECORRUPT, "%s: shards[%zu]: bad \"file\"", mpath, i);
             goto done;
         }
+        ds->shards[i].fd = -1;
         ds->shards[i].file = sp__strdup(file);
         ds->shards[i].path = sp__path_join(ds->dir, file);
         if (!ds->shards[i].file || !ds->shards[i].path) {
@@ -172,6 +176,7 @@ sp_status sp_dataset_open(const char *path, sp_dataset **out) {
 void sp_dataset_close(sp_dataset *ds) {
     if (!ds) return;
     for (size_t i = 0; i < ds->n_shards; i++) {
+        if (ds->shards[i].fd >= 0) close(ds->shards[i].fd);
         sp__unmap(ds->shards[i].s.map, ds->shards[i].s.size);
         sp__free(ds->shards[i].file);
         sp__free(ds->shards[i].path);
@@ -236,6 +241,35 @@ sp_status sp_dataset_sample(const sp_dataset *ds, uint64_t i, sp_sample *out) {
     out->crc32c = crc;
     out->shard = (uint32_t)(sh - ds->shards);
     out->index_in_shard = j;
+    return SP_OK;
+}
+
+sp_status sp_dataset_read(const sp_dataset *ds, uint64_t i, void *dst, size_t cap, size_t *len) {
+    if (!ds || !len || (!dst && cap)) return sp__fail(SP_EINVAL, "sp_dataset_read: NULL argument");
+    sp_sample s;
+    SP_TRY(sp_dataset_sample(ds, i, &s));
+    *len = s.size;
+    if (s.size > cap)
+        return sp__fail(SP_EINVAL, "sample %" PRIu64 " has %zu bytes, the buffer holds %zu", i,
+                        s.size, cap);
+    ds_shard *sh = &((sp_dataset *)ds)->shards[s.shard];
+    int fd = __atomic_load_n(&sh->fd, __ATOMIC_ACQUIRE);
+    if (fd < 0) {
+        int nfd = open(sh->path, O_RDONLY | O_CLOEXEC);
+        if (nfd >= 0) {
+            int expected = -1;
+            if (__atomic_compare_exchange_n(&sh->fd, &expected, nfd, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE))
+                fd = nfd;
+            else {
+                close(nfd); /* another thread won */
+                fd = expected;
+            }
+        }
+    }
+    uint64_t off = (uint64_t)(s.data - sh->s.map);
+    if (fd < 0 || sp__pread_all(fd, dst, s.size, off, sh->path) < 0)
+        memcpy(dst, s.data, s.size); /* out of descriptors, or a short read: use the mapping */
     return SP_OK;
 }
 
