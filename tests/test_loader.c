@@ -259,6 +259,20 @@ static void filters_select_and_skip_blocks(void **state) {
     sp_loader_stats st;
     sp_loader_stats_get(ld, &st);
     assert_true(st.blocks_skipped > 0); /* class folders are packed in order */
+    sp_dataset *ds;
+    assert_int_equal(sp_dataset_open(g_ds, &ds), SP_OK);
+    uint64_t all_bytes = sp_dataset_payload_bytes(ds), want_bytes = 0;
+    for (uint64_t i = 0; i < sp_dataset_len(ds); i++) {
+        sp_value lab;
+        sp_sample smp;
+        sp_dataset_value(ds, i, SP_COL_LABEL, &lab);
+        sp_dataset_sample(ds, i, &smp);
+        if (lab.v.i == 1) want_bytes += smp.size;
+    }
+    sp_dataset_close(ds);
+    /* bytes read shrink with selectivity: exactly the matching samples' payloads */
+    assert_int_equal(st.bytes_read, want_bytes);
+    assert_true(st.bytes_read < all_bytes / 2);
     sp_loader_close(ld);
     o.filter = "lable == 1";
     assert_int_equal(sp_loader_open(g_ds, &o, &ld), SP_EINVAL);
