@@ -30,6 +30,8 @@ static const char HELP[] =
     "      --time-column C     ISO-8601 or epoch seconds; becomes 'timestamp' (default: a\n"
     "                          column named 'timestamp')\n"
     "      --key-column C      sample name (default: a column named 'key', else 'line N')\n"
+    "      --restart-markers   rewrite baseline JPEGs losslessly with a restart marker per MCU\n"
+    "                          row, so the loader skips entropy decoding above a crop\n"
     "      --json              print the report as JSON on stdout\n"
     "  -h, --help              this help\n";
 
@@ -80,6 +82,7 @@ int cmd_pack(int argc, char **argv) {
         {"schema", required_argument, 0, 's'},     {"image-column", required_argument, 0, 'i'},
         {"label-column", required_argument, 0, 'l'}, {"time-column", required_argument, 0, 'T'},
         {"key-column", required_argument, 0, 'k'}, {"json", no_argument, 0, 'j'},
+        {"restart-markers", no_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     sp_pack_opts o;
     sp_pack_opts_init(&o);
@@ -120,6 +123,7 @@ int cmd_pack(int argc, char **argv) {
         case 'T': o.time_column = optarg; break;
         case 'k': o.key_column = optarg; break;
         case 'j': json = 1; break;
+        case 'R': o.restart_markers = 1; break;
         case 'h': fputs(HELP, stdout); return CLI_OK;
         case ':': return cli_usage_error("pack", "%s needs a value", argv[optind - 1]);
         default: return cli_usage_error("pack", "unknown option '%s'", argv[optind - 1]);

@@ -172,7 +172,8 @@ static int dict_put(PyObject *d, const char *key, PyObject *value) {
 PyDoc_STRVAR(
     pack_doc,
     "pack(src, out, *, format='auto', threads=0, on_error='fail', shard_size=0, block_size=0,\n"
-    "     schema=None, image_column=None, label_column=None, time_column=None, key_column=None)\n"
+    "     schema=None, image_column=None, label_column=None, time_column=None, key_column=None,\n"
+    "     restart_markers=False)\n"
     "--\n"
     "\n"
     "Packs `src` (an ImageFolder tree, a CSV or a JSONL file) into a new dataset folder `out`,\n"
@@ -182,7 +183,8 @@ PyDoc_STRVAR(
     "(the output is identical for any count). on_error: 'fail' raises DataError at the first bad\n"
     "input; 'skip' packs the rest and lists each skipped input. shard_size / block_size: bytes,\n"
     "0 = default (256 MiB / 4 MiB). Tables only: schema ('name:type,...'), image_column,\n"
-    "label_column, time_column, key_column.\n"
+    "label_column, time_column, key_column. restart_markers: rewrite baseline JPEGs losslessly\n"
+    "with a restart marker per MCU row, so the loader skips entropy decoding above a crop.\n"
     "\n"
     "Returns a dict: samples, skipped (list of (where, reason) tuples), payload_bytes, shards,\n"
     "classes, format. Raises DataError (bad input), FileExistsError (out exists),\n"
@@ -193,17 +195,18 @@ static PyObject *py_pack(PyObject *module, PyObject *args, PyObject *kwargs) {
     (void)module;
     static char *kwlist[] = {"src",         "out",        "format", "threads",      "on_error",
                              "shard_size",  "block_size", "schema", "image_column", "label_column",
-                             "time_column", "key_column", NULL};
+                             "time_column", "key_column", "restart_markers", NULL};
     PyObject *src = NULL, *out = NULL;
+    int restart_markers = 0;
     const char *format = "auto", *on_error = "fail";
     int threads = 0;
     uint64_t shard_size = 0, block_size = 0;
     const char *schema = NULL, *image_col = NULL, *label_col = NULL, *time_col = NULL,
                *key_col = NULL;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "O&O&|$sisO&O&zzzzz:pack", kwlist, PyUnicode_FSConverter, &src,
+            args, kwargs, "O&O&|$sisO&O&zzzzzp:pack", kwlist, PyUnicode_FSConverter, &src,
             PyUnicode_FSConverter, &out, &format, &threads, &on_error, conv_u64, &shard_size,
-            conv_u64, &block_size, &schema, &image_col, &label_col, &time_col, &key_col))
+            conv_u64, &block_size, &schema, &image_col, &label_col, &time_col, &key_col, &restart_markers))
         return NULL;
     PyObject *result = NULL;
     skip_list skips;
@@ -240,6 +243,7 @@ static PyObject *py_pack(PyObject *module, PyObject *args, PyObject *kwargs) {
     o.label_column = label_col;
     o.time_column = time_col;
     o.key_column = key_col;
+    o.restart_markers = restart_markers;
     o.on_skip = skip_cb;
     o.user = &skips;
 

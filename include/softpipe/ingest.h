@@ -37,6 +37,12 @@ typedef struct sp_pack_opts {
     /* Called now and then from the calling thread. */
     void (*on_progress)(void *user, uint64_t items_done, uint64_t items_total, uint64_t bytes_done);
     void *user;
+    /* 1: rewrite each baseline (non-progressive) JPEG losslessly (same DCT coefficients) with a
+     * restart marker after every MCU row, so the loader can start entropy decoding at a crop's
+     * first row instead of the image's top. Progressive JPEGs, JPEGs that already have restart
+     * markers, and PNGs are stored unchanged; a JPEG that cannot be transcoded is a bad input.
+     * Samples then decode to exactly the same pixels. Default 0. */
+    int restart_markers;
     /* More fields may be added; always call sp_pack_opts_init first. */
 } sp_pack_opts;
 

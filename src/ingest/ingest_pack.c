@@ -4,6 +4,7 @@
  * writer (a bounded window of slots), and the calling thread appends them to the dataset writer
  * strictly in item order, so the output is byte-identical for any thread count. */
 #include "core_internal.h"
+#include "ingest_internal.h"
 #include "ingest_table.h"
 #include "softpipe/image.h"
 #include "softpipe/ingest.h"
@@ -53,6 +54,7 @@ typedef struct pipeline {
     const char **names; /* how item i is named in messages */
     uint64_t n;
     int probe; /* check the bytes as an image */
+    int restart; /* probed baseline JPEGs get restart markers (sp_pack_opts.restart_markers) */
     slot slots[WINDOW];
     uint64_t next_claim, consumed;
     int stop;
@@ -73,6 +75,17 @@ static void load_item(pipeline *p, uint64_t i, slot *s) {
             s->rc = sp__fail(SP_EBADINPUT, "%s: %s", p->names[i], why ? why + 2 : sp_errmsg());
         } else if (p->probe) {
             s->rc = sp_image_probe(p->names[i], s->data, s->len, &s->info);
+            if (s->rc == SP_OK && p->restart && s->info.kind == SP_IMAGE_JPEG &&
+                !s->info.progressive) {
+                uint8_t *t = NULL;
+                size_t tlen = 0;
+                s->rc = sp__jpeg_add_restarts(p->names[i], s->data, s->len, &t, &tlen);
+                if (t) {
+                    sp__free(s->data);
+                    s->data = t;
+                    s->len = tlen;
+                }
+            }
         }
     }
     s->err = s->rc < 0 ? sp__strdup(sp_errmsg()) : NULL;
@@ -354,6 +367,7 @@ static sp_status pack_imagefolder(const char *src, const char *out, const sp_pac
     p->names = (const char **)files.v;
     p->n = files.n;
     p->probe = 1;
+    p->restart = opts->restart_markers;
     pack_state ps = {opts, w, 0, 0};
     folder_ctx fc = {&ps, &files, labels};
     rc = run_pipeline(p, opts->threads > 0 ? opts->threads : sp__ncpu(), &ps, emit_image, &fc);
@@ -619,6 +633,7 @@ static sp_status pack_table(const char *src, const char *out, const sp_pack_opts
     p->names = (const char **)names;
     p->n = t->n_rows;
     p->probe = 1;
+    p->restart = opts->restart_markers;
     rc = run_pipeline(p, opts->threads > 0 ? opts->threads : sp__ncpu(), &ps, emit_row, &c);
     for (uint64_t r = 0; r < t->n_rows; r++) sp__free(names[r]);
     sp__free(names);

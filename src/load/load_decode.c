@@ -124,6 +124,8 @@ struct sp__decoder {
     size_t cap_orow;
     const uint8_t **vrows; /* the vertical pass's source rows */
     size_t cap_vrows;
+    uint8_t *rst; /* a JPEG rewritten to start at a restart marker (see restart_seek) */
+    size_t cap_rst;
 
     /* float / half tables, cached while scale and bias stay the same */
     int lut_dtype;
@@ -241,6 +243,7 @@ void sp__decoder_free(sp__decoder *d) {
     sp__free(d->mid);
     sp__free(d->orow);
     sp__free(d->vrows);
+    sp__free(d->rst);
     sp__free(d);
 }
 
@@ -248,7 +251,8 @@ size_t sp__decoder_mem_usage(const sp__decoder *d) {
     if (!d) return 0;
     return sizeof *d + d->ax.cap_start + d->ax.cap_coef + d->ax.cap_nbuf + d->ax.cap_vec +
            d->ay.cap_start + d->ay.cap_coef + d->ay.cap_nbuf + d->ay.cap_vec + d->cap_wtmp +
-           d->cap_ring + d->cap_img + d->cap_rowp + d->cap_mid + d->cap_orow + d->cap_vrows;
+           d->cap_ring + d->cap_img + d->cap_rowp + d->cap_mid + d->cap_orow + d->cap_vrows +
+           d->cap_rst;
 }
 
 /* ------------------------------------------------------------ timing */
@@ -887,6 +891,153 @@ static uint8_t *ring_slot(const sp__decoder *d, int r) {
     return d->ring + (size_t)i * d->ring_stride;
 }
 
+/* ------------------------------------------------------------ restart-marker seek */
+
+/* Samples whose entropy decoding started at a restart marker (test and benchmark counter). */
+extern unsigned long sp__decode_restart_hits;
+unsigned long sp__decode_restart_hits;
+
+/* Output rows decoded above the first row the crop reads: the fancy upsamplers take one chroma
+ * row of context from above, which an image starting at the crop would replicate instead. */
+#define RST_MARGIN 2
+
+static unsigned be16(const uint8_t *p) {
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+/* When the JPEG in data[0..len) (its header read into ci) is baseline with a restart marker after
+ * every MCU row (restart interval = MCUs per row, as `pack --restart-markers` writes) and output
+ * row `want` (at scale num/8) lies at or below MCU row 1, builds in d->rst (*out_len bytes) a JPEG
+ * of the image from MCU row r on, r as large as possible with its first row <= want: the original
+ * headers with the SOF height reduced by r MCU rows, then the entropy-coded data after the r-th
+ * restart marker with the markers that follow renumbered from RST0. DC predictors reset at every
+ * restart, so it decodes to exactly the original's rows below. Returns the number of output rows
+ * it drops from the top, or 0 (decode the original) when anything does not fit. */
+static int restart_seek(sp__decoder *d, j_decompress_ptr ci, const uint8_t *data, size_t len,
+                        unsigned num, int want, size_t *out_len) {
+    if (want <= 0 || ci->progressive_mode || ci->arith_code || ci->restart_interval == 0 ||
+        ci->data_precision != 8 || ci->comps_in_scan != ci->num_components)
+        return 0;
+    int hmax = 1, vmax = 1;
+    for (int c = 0; c < ci->num_components; c++) {
+        int h = ci->comp_info[c].h_samp_factor, v = ci->comp_info[c].v_samp_factor;
+        if (h < 1 || h > 2 || v < 1 || v > 2) return 0;
+        if (h > hmax) hmax = h;
+        if (v > vmax) vmax = v;
+    }
+    if (ci->num_components == 1 && (hmax != 1 || vmax != 1)) return 0;
+    /* libjpeg-turbo 2.1's jpeg_skip_scanlines leaves the merged upsampler (fast mode, h2v1 /
+     * h2v2) in a state that depends on where decoding started: the rows would differ slightly
+     * from a decode from the top, so keep the original path there */
+    if (!ci->do_fancy_upsampling && ci->num_components == 3 && hmax == 2) return 0;
+    int mcu_w = 8 * hmax, mcu_h = 8 * vmax; /* one component: one 8x8 block */
+    if (ci->restart_interval != (ci->image_width + (unsigned)mcu_w - 1) / (unsigned)mcu_w) return 0;
+    if (num < 1 || num > 8 || (mcu_h * (int)num) % 8) return 0;
+    int mcu_out = mcu_h * (int)num / 8;
+    int r = want / mcu_out;
+    if (r <= 0 || (unsigned)r >= (ci->image_height + (unsigned)mcu_h - 1) / (unsigned)mcu_h) return 0;
+
+    /* the headers: where SOF's height is, where the entropy-coded data starts */
+    size_t i = 2, sof = 0, sos_end = 0;
+    while (!sos_end) {
+        if (i + 4 > len || data[i] != 0xFF) return 0;
+        unsigned m = data[i + 1];
+        if (m == 0xFF) {
+            i++;
+            continue;
+        }
+        if (m == 0x01 || (m >= 0xD0 && m <= 0xD9)) return 0; /* no standalone markers here */
+        size_t seg = be16(data + i + 2);
+        if (seg < 2 || seg > len - i - 2) return 0;
+        if (m == 0xC0 || m == 0xC1) {
+            if (sof || seg < 8) return 0;
+            sof = i;
+        } else if (m >= 0xC2 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+            return 0; /* progressive, lossless, arithmetic */
+        }
+        if (m == 0xDA) sos_end = i + 2 + seg;
+        i += 2 + seg;
+    }
+    if (!sof || be16(data + sof + 5) != ci->image_height) return 0;
+
+    /* the r-th restart marker (RST0..7 in sequence; 0xFF00 is stuffing, 0xFFFF fill) */
+    size_t p = sos_end, start = 0;
+    unsigned k = 0;
+    while (p + 1 < len) {
+        const uint8_t *f = memchr(data + p, 0xFF, len - p - 1);
+        if (!f) return 0;
+        p = (size_t)(f - data);
+        unsigned b = data[p + 1];
+        if (b == 0x00) {
+            p += 2;
+        } else if (b == 0xFF) {
+            p += 1;
+        } else if (b == 0xD0 + (k & 7)) {
+            p += 2;
+            if (++k == (unsigned)r) {
+                start = p;
+                break;
+            }
+        } else {
+            return 0; /* another marker, or one out of sequence */
+        }
+    }
+    if (!start) return 0;
+
+    size_t n = sos_end + (len - start);
+    if (grow(&d->rst, &d->cap_rst, n)) return 0; /* the original still decodes */
+    uint8_t *q = d->rst;
+    memcpy(q, data, sos_end);
+    unsigned h = ci->image_height - (unsigned)r * (unsigned)mcu_h;
+    q[sof + 5] = (uint8_t)(h >> 8);
+    q[sof + 6] = (uint8_t)(h & 0xFF);
+    memcpy(q + sos_end, data + start, len - start);
+    for (p = sos_end, k = 0; p + 1 < n;) {
+        uint8_t *f = memchr(q + p, 0xFF, n - p - 1);
+        if (!f) break;
+        p = (size_t)(f - q);
+        unsigned b = q[p + 1];
+        if (b == 0x00) {
+            p += 2;
+        } else if (b == 0xFF) {
+            p += 1;
+        } else if (b >= 0xD0 && b <= 0xD7) {
+            q[p + 1] = (uint8_t)(0xD0 + (k++ & 7));
+            p += 2;
+        } else {
+            break; /* EOI: the rest is copied as it is */
+        }
+    }
+    *out_len = n;
+    return r * mcu_out;
+}
+
+/* Sets the decode parameters of the header read into ci and computes the output size; returns
+ * the DCT scale's numerator (of 8). */
+static unsigned jpeg_params(sp__decoder *d, const sp__aug *aug, int cmyk) {
+    j_decompress_ptr ci = &d->cinfo;
+    const sp__out_spec *s = d->spec;
+    ci->out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+    if (s->decode == SP_DECODE_FAST) {
+        /* Fast IDCT only. Fancy upsampling stays on: without it libjpeg-turbo 2.1 uses its
+         * merged upsampler, whose rows after jpeg_skip_scanlines depend on what the decoder
+         * decoded before, and output must never depend on thread count or history. */
+        ci->dct_method = JDCT_IFAST;
+        ci->do_fancy_upsampling = TRUE;
+    } else {
+        ci->dct_method = JDCT_ISLOW;
+        ci->do_fancy_upsampling = TRUE;
+    }
+    unsigned num = 8;
+    if (s->dct_scale)
+        for (num = 1; num < 8; num *= 2)
+            if (aug->w * num / 8.0 >= s->out_w && aug->h * num / 8.0 >= s->out_h) break;
+    ci->scale_num = num;
+    ci->scale_denom = 8;
+    jpeg_calc_output_dimensions(ci);
+    return num;
+}
+
 static sp_status jpeg_body(sp__decoder *d, const char *name, const uint8_t *data, size_t len,
                            const sp__aug *aug) {
     j_decompress_ptr ci = &d->cinfo;
@@ -902,24 +1053,35 @@ static sp_status jpeg_body(sp__decoder *d, const char *name, const uint8_t *data
         return sp__fail(SP_EBADINPUT,
                         "%s: JPEG of %ux%u pixels is too large (over %zu MiB decoded)", name,
                         ci->image_width, ci->image_height, MAX_DECODED >> 20);
-    ci->out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
-    if (s->decode == SP_DECODE_FAST) {
-        ci->dct_method = JDCT_IFAST;
-        ci->do_fancy_upsampling = FALSE;
-    } else {
-        ci->dct_method = JDCT_ISLOW;
-        ci->do_fancy_upsampling = TRUE;
+    unsigned num = jpeg_params(d, aug, cmyk);
+    JDIMENSION full_w = ci->output_width, full_h = ci->output_height;
+    SP_TRY(setup(d, name, aug, num / 8.0, (int)full_w, (int)full_h));
+
+    /* rows above the crop: start entropy decoding at a restart marker when the file allows */
+    int roff = 0;
+    if (s->crop_decode && d->ay.lo > RST_MARGIN) {
+        size_t n = 0;
+        roff = restart_seek(d, ci, data, len, num, d->ay.lo - RST_MARGIN, &n);
+        if (roff > 0) {
+            jpeg_abort_decompress(ci);
+            jpeg_mem_src(ci, d->rst, (unsigned long)n);
+            jpeg_read_header(ci, TRUE);
+            jpeg_params(d, aug, cmyk);
+            if (ci->output_width != full_w || ci->output_height + (JDIMENSION)roff != full_h ||
+                ci->scale_num != num) {
+                jpeg_abort_decompress(ci); /* cannot happen; decode the original */
+                jpeg_mem_src(ci, data, (unsigned long)len);
+                jpeg_read_header(ci, TRUE);
+                jpeg_params(d, aug, cmyk);
+                roff = 0;
+            } else {
+                __atomic_fetch_add(&sp__decode_restart_hits, 1, __ATOMIC_RELAXED);
+            }
+        }
     }
-    unsigned num = 8;
-    if (s->dct_scale)
-        for (num = 1; num < 8; num *= 2)
-            if (aug->w * num / 8.0 >= s->out_w && aug->h * num / 8.0 >= s->out_h) break;
-    ci->scale_num = num;
-    ci->scale_denom = 8;
     jpeg_start_decompress(ci);
     mark(d, &d->t_decode);
 
-    SP_TRY(setup(d, name, aug, num / 8.0, (int)ci->output_width, (int)ci->output_height));
     JDIMENSION xoff = 0, width = ci->output_width;
     if (s->crop_decode) {
         /* 2 columns of margin: the fancy upsampler treats the region's edges as image edges */
@@ -942,16 +1104,18 @@ static sp_status jpeg_body(sp__decoder *d, const char *name, const uint8_t *data
         return sp__fail(SP_ENOMEM, "%s: out of memory for decoded rows", name);
     mark(d, &d->t_aug);
 
+    /* rows in full-image numbering; libjpeg's scanline s is full-image row s + roff */
     int lo = d->ay.lo, hi = d->ay.hi;
-    int end = s->crop_decode ? hi : (int)ci->output_height;
-    if (s->crop_decode && lo > 0) {
-        JDIMENSION skipped = jpeg_skip_scanlines(ci, (JDIMENSION)lo);
-        if (skipped != (JDIMENSION)lo || ci->output_scanline != (JDIMENSION)lo)
-            return sp__fail(SP_EINTERNAL, "%s: JPEG skipped %u rows of %d", name, skipped, lo);
+    int end = s->crop_decode ? hi : (int)full_h;
+    if (s->crop_decode && lo > roff) {
+        JDIMENSION skip = (JDIMENSION)(lo - roff);
+        JDIMENSION skipped = jpeg_skip_scanlines(ci, skip);
+        if (skipped != skip || ci->output_scanline != skip)
+            return sp__fail(SP_EINTERNAL, "%s: JPEG skipped %u rows of %u", name, skipped, skip);
     }
     JSAMPROW rows[CHUNK_ROWS];
-    while ((int)ci->output_scanline < end) {
-        int r0 = (int)ci->output_scanline;
+    while ((int)ci->output_scanline + roff < end) {
+        int r0 = (int)ci->output_scanline + roff;
         int want = end - r0 < CHUNK_ROWS ? end - r0 : CHUNK_ROWS;
         for (int i = 0; i < want; i++)
             rows[i] = ring_slot(d, r0 + i);
