@@ -101,6 +101,28 @@ static void same_batches_for_any_thread_count(void **state) {
     }
 }
 
+/* Fast decode too: the same bytes whatever thread decoded what before. */
+static void fast_decode_is_deterministic(void **state) {
+    (void)state;
+    uint64_t ref[32], got[32];
+    size_t n0 = 0;
+    for (int t = 1; t <= 3; t += 2) {
+        sp_loader_opts o;
+        small_opts(&o, t);
+        o.decode = SP_DECODE_FAST;
+        o.out_h = o.out_w = 48;
+        sp_loader *ld;
+        assert_int_equal(sp_loader_open(g_ds, &o, &ld), SP_OK);
+        size_t n = run_epoch(ld, t == 1 ? ref : got, 32);
+        if (t == 1) n0 = n;
+        else {
+            assert_int_equal(n, n0);
+            assert_memory_equal(ref, got, n * sizeof *got);
+        }
+        sp_loader_close(ld);
+    }
+}
+
 static void epochs_and_shapes(void **state) {
     (void)state;
     sp_loader_opts o;
@@ -354,6 +376,7 @@ static void order_is_a_permutation(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_batches_for_any_thread_count),
+        cmocka_unit_test(fast_decode_is_deterministic),
         cmocka_unit_test(epochs_and_shapes),
         cmocka_unit_test(ranks_cover_the_epoch),
         cmocka_unit_test(resume_continues_exactly),

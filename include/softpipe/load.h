@@ -38,7 +38,8 @@ typedef enum sp_shuffle {
 } sp_shuffle;
 typedef enum sp_decode_mode {
     SP_DECODE_ACCURATE = 0, /* integer slow IDCT, fancy upsampling (PIL's defaults) */
-    SP_DECODE_FAST = 1      /* fast IDCT, no fancy upsampling */
+    SP_DECODE_FAST = 1      /* fast integer IDCT (upsampling stays fancy: libjpeg-turbo's merged
+                               upsampler is not deterministic after skipped rows) */
 } sp_decode_mode;
 
 typedef struct sp_loader_opts {
