@@ -72,7 +72,10 @@ ABLATIONS = [
     ("crop_decode + dct_scale off", {"threads": 2, "crop_decode": False, "dct_scale": False},
      ["--threads", "2", "--no-crop-decode", "--no-dct-scale"]),
     ("decode fast", {"threads": 2, "decode": "fast"}, ["--threads", "2", "--decode", "fast"]),
+    # the same default settings on a dataset packed with --restart-markers (RST_DS below)
+    ("restart markers (pack --restart-markers)", {"threads": 2}, ["--threads", "2"]),
 ]
+RST_ABLATION = "restart markers (pack --restart-markers)"
 CEILINGS = [  # (key, label, flags); the first is the goal's reference
     ("ceiling", "full size, accurate", []),
     ("ceiling_half", "DCT scale 1/2", ["--scale", "1/2"]),
@@ -734,6 +737,18 @@ def main():
             ds = None
         else:
             warm([os.path.join(dp, f) for dp, _, fs in os.walk(ds) for f in fs])
+    ds_rst = None
+    if ds is not None:
+        ds_rst = ds + "_rst"
+        if os.path.exists(ds_rst):
+            shutil.rmtree(ds_rst)
+        print("packing %s -> %s with --restart-markers (untimed) ..." % (top, ds_rst), flush=True)
+        rc, _, err, wall, _ = run_proc([bin_, "pack", top, "-o", ds_rst, "--restart-markers"])
+        if rc != 0:
+            notes.append("softpipe pack --restart-markers failed: %s" % err.strip()[-500:])
+            ds_rst = None
+        else:
+            warm([os.path.join(dp, f) for dp, _, fs in os.walk(ds_rst) for f in fs])
     ceiling_bin, why = build_ceiling()
     if why:
         notes.append(why)
@@ -774,8 +789,11 @@ def main():
         if s.startswith("abl:"):
             name = s[4:]
             opts, flags = [(o, f) for n, o, f in ABLATIONS if n == name][0]
+            ds_use = ds_rst if name == RST_ABLATION else ds
+            if ds_use is None:
+                raise RuntimeError("no dataset packed with --restart-markers")
             if engine == "cli":
-                cmd = [bin_, "bench-load", ds, "--json"] + flags
+                cmd = [bin_, "bench-load", ds_use, "--json"] + flags
                 if warmup:
                     cmd += ["--batches", "2"]
                 res, wall, ru = run_json_cmd(cmd)
@@ -783,7 +801,7 @@ def main():
                 out["raw"] = res
                 out["command"] = cmd
                 return out
-            return run_job(dict(base, job="softpipe", ds=ds, options=opts, **lim))
+            return run_job(dict(base, job="softpipe", ds=ds_use, options=opts, **lim))
         raise ValueError(s)
 
     errors = {}
