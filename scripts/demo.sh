@@ -1,7 +1,8 @@
 #!/bin/sh
 # The demo, from a fresh clone on Debian 12 (as root, or with sudo): installs what it needs,
 # builds softpipe, generates a small ImageFolder of JPEGs cut from real photographs, packs it
-# into a dataset, inspects it, verifies it, corrupts a copy and shows verify catching it.
+# into a dataset, inspects it, verifies it, corrupts a copy and shows verify catching it, then
+# reads training batches through the loader (CLI and Python).
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh >/dev/null
@@ -38,6 +39,18 @@ payload, cols = ds[7]
 print(f"len(ds) = {len(ds)}; ds[7]: {len(payload)} bytes, readonly={payload.readonly}, columns={cols}")
 labels = ds.column("label")
 print("label column as NumPy:", labels.dtype, labels[:12], "...")
+PY
+echo
+echo "== the loader: decode only each random crop, resize, flip, normalize, batch (2 threads)"
+$SP bench-load "$work/ds" --batch-size 32 --threads 2
+echo
+echo "== the same from Python: torch tensors straight from the loader's buffers"
+PYTHONPATH=build/python /usr/bin/python3 - "$work/ds" <<'PY'
+import sys, softpipe
+loader = softpipe.Loader(sys.argv[1], batch_size=32, size=224, threads=2, seed=0)
+images, labels = next(iter(loader))
+print(f"{len(loader)} batches per epoch; first batch: {type(images).__module__}.{type(images).__name__}"
+      f" {tuple(images.shape)} {images.dtype}, labels {labels[:8].tolist()} ...")
 PY
 echo
 echo "demo finished: dataset at $work/ds"
