@@ -217,3 +217,13 @@ def test_resnet18_example_runs(dataset):
                        capture_output=True, text=True, env=dict(os.environ))
     assert p.returncode == 0, p.stderr
     assert "step   2  loss" in p.stdout and "stall share" in p.stdout
+
+
+def test_numpy_arrays_without_torch(dataset, monkeypatch):
+    """Without torch the loader yields NumPy arrays viewing the same batch memory."""
+    _, ds = dataset
+    monkeypatch.setattr(softpipe, "_torch", None)
+    images, labels = next(iter(softpipe.Loader(str(ds), batch_size=4, size=16, seed=9)))
+    assert isinstance(images, np.ndarray) and images.shape == (4, 3, 16, 16)
+    assert images.dtype == np.float32 and labels.dtype == np.int64
+    assert not images.flags["OWNDATA"] and images.base is not None  # a view, no copy
