@@ -21,7 +21,7 @@ static const char HELP[] =
     "      --layout L         NCHW (default) | NHWC\n"
     "      --shuffle S        global (default) | block | none\n"
     "      --threads N        worker threads (default: all cores)\n"
-    "      --prefetch N       batches decoded ahead (default: threads)\n"
+    "      --prefetch N       batches decoded ahead (default: threads + 1)\n"
     "      --epochs N         epochs to run (1)\n"
     "      --batches N        stop after N batches (default: whole epochs)\n"
     "      --filter EXPR      e.g. 'label in {1, 3}'\n"

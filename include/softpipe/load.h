@@ -58,7 +58,7 @@ typedef struct sp_loader_opts {
     int drop_last;
     uint32_t rank, world_size; /* world_size 0 = 1 */
     int threads;               /* 0 = online CPUs */
-    uint32_t prefetch;         /* batches decoded ahead; 0 = threads */
+    uint32_t prefetch;         /* batches decoded ahead; 0 = threads + 1 */
     const char *filter;        /* e.g. "label in {1, 3} and timestamp >= 1700000000"; NULL = all */
     int fail_on_error;         /* 0: skip a bad sample (counted, named); 1: the batch fails */
     sp_decode_mode decode;

@@ -331,9 +331,8 @@ static sp_status check_opts(sp_loader_opts *o) {
     if (o->world_size == 0) o->world_size = 1;
     if (o->threads <= 0) o->threads = sp__ncpu();
     if (o->threads > 256) return sp__fail(SP_EINVAL, "threads %d: at most 256", o->threads);
-    /* one batch in progress per thread: a worker that finishes starts the next batch as soon as
-     * the consumer takes one; more buys no speed, only 150 MB per float32 batch of 256 */
-    if (o->prefetch == 0) o->prefetch = (uint32_t)o->threads;
+    /* one batch in progress per thread and one ready: more buys no speed, only memory */
+    if (o->prefetch == 0) o->prefetch = (uint32_t)o->threads + 1;
     if (o->batch_size > (1u << 20)) return sp__fail(SP_EINVAL, "batch_size %u is too large", o->batch_size);
     if (o->out_h > 8192 || o->out_w > 8192)
         return sp__fail(SP_EINVAL, "size %ux%u: at most 8192x8192", o->out_h, o->out_w);
