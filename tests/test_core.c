@@ -34,14 +34,19 @@ static void crc32c_hw_matches_portable(void **state) {
     size_t n = 1 << 20;
     uint8_t *buf = malloc(n + 16);
     tu_fill_random(buf, n + 16, 7);
-    size_t lens[] = {0, 1, 7, 8, 9, 31, 32, 33, 100, 4095, 4096, 24575, 24576, 24577, 100000, n};
+    size_t lens[] = {0,    1,    7,    8,     9,     31,    32,    33,    100,   255,
+                     256,  257,  511,  512,   1023,  1024,  1025,  1279,  1280,  1281,
+                     2047, 4095, 4096, 24575, 24576, 24577, 65543, 100000, n};
     for (size_t k = 0; k < sizeof lens / sizeof *lens; k++)
         for (size_t off = 0; off < 8; off += 3)
             assert_int_equal(sp_crc32c(0, buf + off, lens[k]),
                              sp__crc32c_portable(0, buf + off, lens[k]));
-    /* chaining: crc(a||b) == crc(crc(a), b) */
+    /* chaining: crc(a||b) == crc(crc(a), b), also with a non-zero start on the long paths */
     uint32_t whole = sp_crc32c(0, buf, 5000);
     assert_int_equal(sp_crc32c(sp_crc32c(0, buf, 1234), buf + 1234, 5000 - 1234), whole);
+    for (size_t cut = 1; cut < 3000; cut += 331)
+        assert_int_equal(sp_crc32c(sp_crc32c(0, buf, cut), buf + cut, 70000 - cut),
+                         sp__crc32c_portable(0, buf, 70000));
     free(buf);
 }
 

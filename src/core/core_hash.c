@@ -3,6 +3,7 @@
 #include "core_internal.h"
 
 #include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +44,7 @@ static uint32_t crc32c_sw(uint32_t crc, const uint8_t *p, size_t n) {
 }
 
 #if defined(__x86_64__)
+#include <immintrin.h>
 #include <nmmintrin.h>
 #include <pthread.h>
 
@@ -123,9 +125,83 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const 
     while (n--) c = _mm_crc32_u8((uint32_t)c, *p++);
     return (uint32_t)c;
 }
+
+/* Long buffers on CPUs with VPCLMULQDQ: carry-less multiplication folds 256 bytes per step into
+ * four 512-bit accumulators, whose value modulo P is then finished with the crc32 instruction.
+ * Folding a 128-bit lane (L = its first 8 bytes, H = the next 8) forward by D bits multiplies L by
+ * x^(D+32) and H by x^(D-32) mod P (the -32 and the shift by one absorb the reflected bit order);
+ * the constants are computed once from multmodp. */
+static uint64_t fold_k[8][2]; /* [distance index][lo, hi]: 2048, 1536, 1024, 512, 384, 256, 128 */
+static pthread_once_t fold_once = PTHREAD_ONCE_INIT;
+
+static uint32_t xpow_mod(unsigned n) { /* x^n mod P, reflected */
+    uint32_t r = 1u << 31;
+    for (unsigned i = 0; i < n; i++) r = multmodp(r, 1u << 30);
+    return r;
+}
+
+static void fold_init(void) {
+    static const unsigned dist[7] = {2048, 1536, 1024, 512, 384, 256, 128};
+    for (int i = 0; i < 7; i++) {
+        fold_k[i][0] = (uint64_t)xpow_mod(dist[i] + 32) << 1;
+        fold_k[i][1] = (uint64_t)xpow_mod(dist[i] - 32) << 1;
+    }
+}
+
+#define SP__VPCLMUL_TARGET __attribute__((target("avx512f,avx512vl,vpclmulqdq,pclmul,sse4.2")))
+
+SP__VPCLMUL_TARGET static inline __m512i fold512(__m512i x, __m512i k, __m512i d) {
+    return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00),
+                                     _mm512_clmulepi64_epi128(x, k, 0x11), d, 0x96);
+}
+
+SP__VPCLMUL_TARGET static inline __m128i fold128(__m128i x, int ki) {
+    __m128i k = _mm_set_epi64x((long long)fold_k[ki][1], (long long)fold_k[ki][0]);
+    return _mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11));
+}
+
+/* Raw (non-inverted) register in and out; n >= 256. */
+SP__VPCLMUL_TARGET static uint32_t crc32c_vpclmul(uint32_t crc, const uint8_t *p, size_t n) {
+    pthread_once(&fold_once, fold_init);
+#define K512(i) _mm512_broadcast_i32x4(_mm_set_epi64x((long long)fold_k[i][1], (long long)fold_k[i][0]))
+    __m512i x0 = _mm512_loadu_si512((const void *)p), x1 = _mm512_loadu_si512((const void *)(p + 64)),
+            x2 = _mm512_loadu_si512((const void *)(p + 128)),
+            x3 = _mm512_loadu_si512((const void *)(p + 192));
+    x0 = _mm512_xor_si512(x0, _mm512_castsi128_si512(_mm_cvtsi32_si128((int)crc)));
+    p += 256;
+    n -= 256;
+    __m512i k = K512(0);
+    while (n >= 256) {
+        x0 = fold512(x0, k, _mm512_loadu_si512((const void *)p));
+        x1 = fold512(x1, k, _mm512_loadu_si512((const void *)(p + 64)));
+        x2 = fold512(x2, k, _mm512_loadu_si512((const void *)(p + 128)));
+        x3 = fold512(x3, k, _mm512_loadu_si512((const void *)(p + 192)));
+        p += 256;
+        n -= 256;
+    }
+    x0 = fold512(x0, K512(1), x3);
+    x0 = _mm512_xor_si512(x0, fold512(x1, K512(2), _mm512_setzero_si512()));
+    x0 = _mm512_xor_si512(x0, fold512(x2, K512(3), _mm512_setzero_si512()));
+#undef K512
+    __m128i t = _mm_xor_si128(fold128(_mm512_extracti32x4_epi32(x0, 0), 4),
+                              fold128(_mm512_extracti32x4_epi32(x0, 1), 5));
+    t = _mm_xor_si128(t, fold128(_mm512_extracti32x4_epi32(x0, 2), 6));
+    t = _mm_xor_si128(t, _mm512_extracti32x4_epi32(x0, 3));
+    uint64_t c = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(t));
+    c = _mm_crc32_u64(c, (uint64_t)_mm_extract_epi64(t, 1));
+    while (n >= 8) {
+        uint64_t a;
+        memcpy(&a, p, 8);
+        c = _mm_crc32_u64(c, a);
+        p += 8;
+        n -= 8;
+    }
+    while (n--) c = _mm_crc32_u8((uint32_t)c, *p++);
+    return (uint32_t)c;
+}
 #endif
 
-static int have_sse42 = -1;
+static int have_sse42 = -1, have_vpclmul = -1;
 
 uint32_t sp_crc32c(uint32_t crc, const void *buf, size_t len) {
     crc = ~crc;
@@ -134,8 +210,13 @@ uint32_t sp_crc32c(uint32_t crc, const void *buf, size_t len) {
     if (h < 0) {
         __builtin_cpu_init();
         h = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+        int v = h && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("pclmul") && !getenv("SOFTPIPE_NO_VPCLMUL");
+        __atomic_store_n(&have_vpclmul, v, __ATOMIC_RELAXED);
         __atomic_store_n(&have_sse42, h, __ATOMIC_RELAXED);
     }
+    if (h && len >= 1024 && __atomic_load_n(&have_vpclmul, __ATOMIC_RELAXED))
+        return ~crc32c_vpclmul(crc, buf, len);
     if (h) return ~crc32c_hw(crc, buf, len);
 #endif
     return ~crc32c_sw(crc, buf, len);
