@@ -343,6 +343,35 @@ static void bad_samples_skip_or_fail(void **state) {
     assert_int_equal(rc, SP_EBADINPUT);
     assert_non_null(strstr(sp_errmsg(), "shard-00000.sps: record 4 (\"c/04.jpg\")"));
     sp_loader_close(ld);
+    /* a flipped byte inside a stored payload: the CRC catches it before the decoder sees it */
+    char *shard0 = sp__path_join(ds, "shard-00000.sps");
+    sp_dataset *dsx;
+    assert_int_equal(sp_dataset_open(ds, &dsx), SP_OK);
+    sp_sample s7;
+    assert_int_equal(sp_dataset_sample(dsx, 7, &s7), SP_OK);
+    FILE *f = fopen(shard0, "r+b");
+    assert_non_null(f);
+    /* the payload's file offset: its address minus the mapping's start (sample 0 is at 4096) */
+    sp_sample s0;
+    sp_dataset_sample(dsx, 0, &s0);
+    long off = 4096 + (long)(s7.data - s0.data) + (long)s7.size / 2;
+    sp_dataset_close(dsx);
+    fseek(f, off, SEEK_SET);
+    int ch = fgetc(f);
+    fseek(f, off, SEEK_SET);
+    fputc(ch ^ 0x01, f);
+    fclose(f);
+    o.fail_on_error = 0;
+    assert_int_equal(sp_loader_open(ds, &o, &ld), SP_OK);
+    while (sp_loader_next(ld, &b) == SP_OK) sp_loader_release(ld, b);
+    sp_loader_stats_get(ld, &st);
+    assert_int_equal(st.samples_skipped_bad, 2); /* record 4 (bad JPEG) and record 7 (bad CRC) */
+    int found = 0;
+    for (size_t i = 0; sp_loader_skipped(ld, i); i++)
+        found |= strstr(sp_loader_skipped(ld, i), "record 7 (\"c/07.jpg\"): CRC32C mismatch") != NULL;
+    assert_true(found);
+    sp_loader_close(ld);
+    sp__free(shard0);
     sp__free(ds);
     sp__free(src);
 }

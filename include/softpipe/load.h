@@ -60,7 +60,8 @@ typedef struct sp_loader_opts {
     int threads;               /* 0 = online CPUs */
     uint32_t prefetch;         /* batches decoded ahead; 0 = threads + 1 */
     const char *filter;        /* e.g. "label in {1, 3} and timestamp >= 1700000000"; NULL = all */
-    int fail_on_error;         /* 0: skip a bad sample (counted, named); 1: the batch fails */
+    int fail_on_error;         /* 0: skip a bad sample (undecodable, or failing its CRC-32C:
+                                  counted, named); 1: the batch fails */
     sp_decode_mode decode;
     /* Optimizations, on by default; switch off to measure what each one gives. */
     int no_crop_decode; /* 1: decode the full image, then crop */
