@@ -145,7 +145,8 @@ static void load_all(void) {
         }
         g_imgs[i].size = (unsigned long)st.st_size;
         g_imgs[i].data = malloc((size_t)st.st_size);
-        if (!g_imgs[i].data || fread(g_imgs[i].data, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        if (!g_imgs[i].data ||
+            fread(g_imgs[i].data, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
             fprintf(stderr, "decode_ceiling: %s: read failed\n", g_imgs[i].path);
             exit(3);
         }
@@ -170,7 +171,7 @@ static void *work(void *arg) {
                 snprintf(w->err, sizeof w->err, "%s: %s", im->path, tjGetErrorStr2(w->tj));
             continue;
         }
-        int sw = (width * g_scale_num + g_scale_den - 1) / g_scale_den;  /* TJSCALED */
+        int sw = (width * g_scale_num + g_scale_den - 1) / g_scale_den; /* TJSCALED */
         int sh = (height * g_scale_num + g_scale_den - 1) / g_scale_den;
         size_t need = (size_t)sw * (size_t)sh * 3;
         if (need > w->buf_size) {
@@ -202,9 +203,8 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: decode_ceiling DIR [--threads N] [--scale M/D] [--fast] [--repeat R]\n"
-            "                          [--limit N] [--no-warmup]\n");
+    fprintf(stderr, "usage: decode_ceiling DIR [--threads N] [--scale M/D] [--fast] [--repeat R]\n"
+                    "                          [--limit N] [--no-warmup]\n");
     exit(2);
 }
 
@@ -251,7 +251,8 @@ int main(int argc, char **argv) {
     walk(dir);
     qsort(g_imgs, g_n, sizeof *g_imgs, cmp_path);
     if (limit >= 0 && (size_t)limit < g_n) {
-        for (size_t i = (size_t)limit; i < g_n; i++) free(g_imgs[i].path);
+        for (size_t i = (size_t)limit; i < g_n; i++)
+            free(g_imgs[i].path);
         g_n = (size_t)limit;
     }
     if (g_n == 0) {
@@ -262,7 +263,8 @@ int main(int argc, char **argv) {
     load_all();
     t_load = now_s() - t_load;
     uint64_t bytes = 0;
-    for (size_t i = 0; i < g_n; i++) bytes += g_imgs[i].size;
+    for (size_t i = 0; i < g_n; i++)
+        bytes += g_imgs[i].size;
 
     worker *ws = calloc((size_t)g_threads, sizeof *ws);
     pthread_t *th = calloc((size_t)g_threads, sizeof *th);
@@ -288,7 +290,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "decode_ceiling: pthread_create failed\n");
                 return 3;
             }
-        for (int t = 0; t < g_threads; t++) pthread_join(th[t], NULL);
+        for (int t = 0; t < g_threads; t++)
+            pthread_join(th[t], NULL);
         double t1 = now_s(), c1 = cpu_s();
         double t0 = (double)ws[0].t_start.tv_sec + (double)ws[0].t_start.tv_nsec * 1e-9;
         pixels = 0;
@@ -309,7 +312,8 @@ int main(int argc, char **argv) {
     double *sorted = calloc((size_t)repeat, sizeof *sorted);
     memcpy(sorted, secs, (size_t)repeat * sizeof *secs);
     qsort(sorted, (size_t)repeat, sizeof *sorted, cmp_double);
-    double med = repeat % 2 ? sorted[repeat / 2] : 0.5 * (sorted[repeat / 2 - 1] + sorted[repeat / 2]);
+    double med =
+        repeat % 2 ? sorted[repeat / 2] : 0.5 * (sorted[repeat / 2 - 1] + sorted[repeat / 2]);
 
     printf("{\"images\": %zu, \"bytes\": %llu, \"threads\": %d, \"scale\": \"%d/%d\", "
            "\"fast\": %s, \"load_seconds\": %.4f, \"failed\": %ld, \"checksum\": %llu,\n"
@@ -317,11 +321,14 @@ int main(int argc, char **argv) {
            g_n, (unsigned long long)bytes, g_threads, g_scale_num, g_scale_den,
            g_flags ? "true" : "false", t_load, failed, (unsigned long long)checksum,
            (unsigned long long)pixels);
-    for (int r = 0; r < repeat; r++) printf("%s%.6f", r ? ", " : "", secs[r]);
+    for (int r = 0; r < repeat; r++)
+        printf("%s%.6f", r ? ", " : "", secs[r]);
     printf("],\n \"cpu_seconds\": [");
-    for (int r = 0; r < repeat; r++) printf("%s%.6f", r ? ", " : "", cpus[r]);
+    for (int r = 0; r < repeat; r++)
+        printf("%s%.6f", r ? ", " : "", cpus[r]);
     printf("],\n \"img_s\": [");
-    for (int r = 0; r < repeat; r++) printf("%s%.2f", r ? ", " : "", (double)g_n / secs[r]);
+    for (int r = 0; r < repeat; r++)
+        printf("%s%.2f", r ? ", " : "", (double)g_n / secs[r]);
     printf("],\n \"img_s_median\": %.2f, \"mb_s_median\": %.2f, \"mpix_s_median\": %.2f",
            (double)g_n / med, (double)bytes / med / 1e6, (double)pixels / med / 1e6);
     if (failed) {

@@ -10,16 +10,21 @@
 int cli_exit_code(sp_status rc) {
     switch (rc) {
     case SP_OK:
-    case SP_DONE: return CLI_OK;
+    case SP_DONE:
+        return CLI_OK;
     case SP_ECORRUPT:
     case SP_EBADINPUT:
-    case SP_EUNSUPPORTED: return CLI_BAD_DATA;
+    case SP_EUNSUPPORTED:
+        return CLI_BAD_DATA;
     case SP_EINVAL:
     case SP_ENOTFOUND: /* a path the user gave does not exist */
-    case SP_EEXIST: return CLI_USAGE;
+    case SP_EEXIST:
+        return CLI_USAGE;
     case SP_ENOMEM:
-    case SP_EIO: return CLI_SYSTEM;
-    case SP_EINTERNAL: return CLI_INTERNAL;
+    case SP_EIO:
+        return CLI_SYSTEM;
+    case SP_EINTERNAL:
+        return CLI_INTERNAL;
     }
     return CLI_INTERNAL;
 }
@@ -46,11 +51,16 @@ int cli_parse_size(const char *s, uint64_t *out) {
     double mul = 1;
     if (*end) {
         char u = *end;
-        if (u == 'k' || u == 'K') mul = 1024.0;
-        else if (u == 'm' || u == 'M') mul = 1024.0 * 1024;
-        else if (u == 'g' || u == 'G') mul = 1024.0 * 1024 * 1024;
-        else if (u == 't' || u == 'T') mul = 1024.0 * 1024 * 1024 * 1024;
-        else if (u != 'b' && u != 'B') return -1;
+        if (u == 'k' || u == 'K')
+            mul = 1024.0;
+        else if (u == 'm' || u == 'M')
+            mul = 1024.0 * 1024;
+        else if (u == 'g' || u == 'G')
+            mul = 1024.0 * 1024 * 1024;
+        else if (u == 't' || u == 'T')
+            mul = 1024.0 * 1024 * 1024 * 1024;
+        else if (u != 'b' && u != 'B')
+            return -1;
         end++;
         if (*end == 'i') end++;
         if (*end == 'B' || *end == 'b') end++;
@@ -104,14 +114,15 @@ void cli_progress_update(cli_progress *p, uint64_t done, uint64_t total, uint64_
     double rate = el > 0 ? (double)done / el : 0, bps = el > 0 ? (double)bytes / el : 0;
     char bar[31];
     int fill = total ? (int)(30.0 * (double)done / (double)total) : 0;
-    for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < fill ? '#' : '.';
     bar[30] = '\0';
     char hb[32];
     double eta = (rate > 0 && total > done) ? (double)(total - done) / rate : 0;
     if (strcmp(p->unit, "B") == 0)
         fprintf(stderr, "\r%s [%s] %3.0f%%  %s/s  ETA %.0fs   ", p->what, bar,
-                total ? 100.0 * (double)done / (double)total : 0.0, cli_human_bytes(bps, hb, sizeof hb),
-                eta);
+                total ? 100.0 * (double)done / (double)total : 0.0,
+                cli_human_bytes(bps, hb, sizeof hb), eta);
     else
         fprintf(stderr, "\r%s [%s] %llu/%llu  %.0f %s/s  %s/s  ETA %.0fs   ", p->what, bar,
                 (unsigned long long)done, (unsigned long long)total, rate, p->unit,
@@ -126,12 +137,18 @@ void cli_json_string(FILE *f, const char *s, size_t len) {
     fputc('"', f);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c == '\n') fputs("\\n", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c == '\r')
+            fputs("\\r", f);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
     }
     fputc('"', f);
 }

@@ -54,17 +54,24 @@ static double cpu_seconds(void) {
 }
 
 int cmd_bench_load(int argc, char **argv) {
-    static const struct option longopts[] = {
-        {"batch-size", required_argument, 0, 'b'}, {"size", required_argument, 0, 's'},
-        {"crop", required_argument, 0, 'c'},       {"dtype", required_argument, 0, 'd'},
-        {"layout", required_argument, 0, 'l'},     {"shuffle", required_argument, 0, 'S'},
-        {"threads", required_argument, 0, 't'},    {"epochs", required_argument, 0, 'e'},
-        {"batches", required_argument, 0, 'n'},    {"filter", required_argument, 0, 'f'},
-        {"decode", required_argument, 0, 'D'},     {"no-crop-decode", no_argument, 0, 'C'},
-        {"no-dct-scale", no_argument, 0, 'Z'},     {"seed", required_argument, 0, 'r'},
-        {"prefetch", required_argument, 0, 'p'},
-        {"json", no_argument, 0, 'j'},             {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"batch-size", required_argument, 0, 'b'},
+                                             {"size", required_argument, 0, 's'},
+                                             {"crop", required_argument, 0, 'c'},
+                                             {"dtype", required_argument, 0, 'd'},
+                                             {"layout", required_argument, 0, 'l'},
+                                             {"shuffle", required_argument, 0, 'S'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"epochs", required_argument, 0, 'e'},
+                                             {"batches", required_argument, 0, 'n'},
+                                             {"filter", required_argument, 0, 'f'},
+                                             {"decode", required_argument, 0, 'D'},
+                                             {"no-crop-decode", no_argument, 0, 'C'},
+                                             {"no-dct-scale", no_argument, 0, 'Z'},
+                                             {"seed", required_argument, 0, 'r'},
+                                             {"prefetch", required_argument, 0, 'p'},
+                                             {"json", no_argument, 0, 'j'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     static const char *crops[] = {"random_resized", "center", "none"};
     static const char *dtypes[] = {"uint8", "float32", "float16"};
     static const char *layouts[] = {"NCHW", "NHWC"};
@@ -79,7 +86,8 @@ int cmd_bench_load(int argc, char **argv) {
         switch (c) {
         case 'b':
             if (cli_parse_int(optarg, &v) || v < 1)
-                return cli_usage_error("bench-load", "--batch-size '%s': expected a positive number", optarg);
+                return cli_usage_error("bench-load",
+                                       "--batch-size '%s': expected a positive number", optarg);
             o.batch_size = (uint32_t)v;
             break;
         case 's':
@@ -88,23 +96,28 @@ int cmd_bench_load(int argc, char **argv) {
             o.out_h = o.out_w = (uint32_t)v;
             break;
         case 'c':
-            if (pick(optarg, crops, 3, &v)) return cli_usage_error("bench-load", "--crop '%s'?", optarg);
+            if (pick(optarg, crops, 3, &v))
+                return cli_usage_error("bench-load", "--crop '%s'?", optarg);
             o.crop = (sp_crop)v;
             break;
         case 'd':
-            if (pick(optarg, dtypes, 3, &v)) return cli_usage_error("bench-load", "--dtype '%s'?", optarg);
+            if (pick(optarg, dtypes, 3, &v))
+                return cli_usage_error("bench-load", "--dtype '%s'?", optarg);
             o.dtype = (sp_dtype)v;
             break;
         case 'l':
-            if (pick(optarg, layouts, 2, &v)) return cli_usage_error("bench-load", "--layout '%s'?", optarg);
+            if (pick(optarg, layouts, 2, &v))
+                return cli_usage_error("bench-load", "--layout '%s'?", optarg);
             o.layout = (sp_layout)v;
             break;
         case 'S':
-            if (pick(optarg, shuffles, 3, &v)) return cli_usage_error("bench-load", "--shuffle '%s'?", optarg);
+            if (pick(optarg, shuffles, 3, &v))
+                return cli_usage_error("bench-load", "--shuffle '%s'?", optarg);
             o.shuffle = (sp_shuffle)v;
             break;
         case 'D':
-            if (pick(optarg, decodes, 2, &v)) return cli_usage_error("bench-load", "--decode '%s'?", optarg);
+            if (pick(optarg, decodes, 2, &v))
+                return cli_usage_error("bench-load", "--decode '%s'?", optarg);
             o.decode = (sp_decode_mode)v;
             break;
         case 't':
@@ -113,25 +126,42 @@ int cmd_bench_load(int argc, char **argv) {
             break;
         case 'e':
             if (cli_parse_int(optarg, &epochs) || epochs < 1)
-                return cli_usage_error("bench-load", "--epochs '%s': expected a positive number", optarg);
+                return cli_usage_error("bench-load", "--epochs '%s': expected a positive number",
+                                       optarg);
             break;
         case 'n':
             if (cli_parse_int(optarg, &max_batches) || max_batches < 1)
-                return cli_usage_error("bench-load", "--batches '%s': expected a positive number", optarg);
+                return cli_usage_error("bench-load", "--batches '%s': expected a positive number",
+                                       optarg);
             break;
-        case 'r': o.seed = strtoull(optarg, NULL, 10); break;
+        case 'r':
+            o.seed = strtoull(optarg, NULL, 10);
+            break;
         case 'p':
             if (cli_parse_int(optarg, &v) || v < 1)
-                return cli_usage_error("bench-load", "--prefetch '%s': expected a positive number", optarg);
+                return cli_usage_error("bench-load", "--prefetch '%s': expected a positive number",
+                                       optarg);
             o.prefetch = (uint32_t)v;
             break;
-        case 'f': o.filter = optarg; break;
-        case 'C': o.no_crop_decode = 1; break;
-        case 'Z': o.no_dct_scale = 1; break;
-        case 'j': json = 1; break;
-        case 'h': fputs(HELP, stdout); return CLI_OK;
-        case ':': return cli_usage_error("bench-load", "%s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("bench-load", "unknown option '%s'", argv[optind - 1]);
+        case 'f':
+            o.filter = optarg;
+            break;
+        case 'C':
+            o.no_crop_decode = 1;
+            break;
+        case 'Z':
+            o.no_dct_scale = 1;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            fputs(HELP, stdout);
+            return CLI_OK;
+        case ':':
+            return cli_usage_error("bench-load", "%s needs a value", argv[optind - 1]);
+        default:
+            return cli_usage_error("bench-load", "unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind != argc - 1) return cli_usage_error("bench-load", "expected one DATASET");
@@ -173,11 +203,10 @@ int cmd_bench_load(int argc, char **argv) {
                "\"threads\": %d}\n",
                (unsigned long long)images, (unsigned long long)batches, wall,
                wall > 0 ? (double)images / wall : 0.0, first, cpu,
-               images ? 1000.0 * cpu / (double)images : 0.0, st.read_s, st.decode_s,
-               st.augment_s, st.wait_s, st.stall_share, (unsigned long long)st.bytes_read,
+               images ? 1000.0 * cpu / (double)images : 0.0, st.read_s, st.decode_s, st.augment_s,
+               st.wait_s, st.stall_share, (unsigned long long)st.bytes_read,
                (unsigned long long)st.blocks_total, (unsigned long long)st.blocks_skipped,
-               (unsigned long long)st.samples_skipped_bad, sp_loader_mem_usage(ld),
-               o.threads);
+               (unsigned long long)st.samples_skipped_bad, sp_loader_mem_usage(ld), o.threads);
     } else {
         char hb[32];
         printf("%llu images in %llu batches, %.2f s: %.0f img/s (first batch after %.3f s)\n",

@@ -35,9 +35,14 @@ int cmd_inspect(int argc, char **argv) {
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'j': json = 1; break;
-        case 'h': fputs(HELP, stdout); return CLI_OK;
-        default: return cli_usage_error("inspect", "unknown option '%s'", argv[optind - 1]);
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            fputs(HELP, stdout);
+            return CLI_OK;
+        default:
+            return cli_usage_error("inspect", "unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind != argc - 1) return cli_usage_error("inspect", "expected one DATASET");
@@ -75,15 +80,19 @@ int cmd_inspect(int argc, char **argv) {
     label_count *tmp = malloc((n ? n : 1) * sizeof *tmp);
     size_t nt = 0;
     for (uint64_t i = 0; tmp && i < n; i++) {
-        if (nulls[i]) unlabeled++;
-        else tmp[nt++] = (label_count){labels[i], 1};
+        if (nulls[i])
+            unlabeled++;
+        else
+            tmp[nt++] = (label_count){labels[i], 1};
     }
     if (tmp) {
         qsort(tmp, nt, sizeof *tmp, cmp_lc);
         hist = tmp;
         for (size_t i = 0; i < nt; i++) {
-            if (nh && hist[nh - 1].label == tmp[i].label) hist[nh - 1].n++;
-            else hist[nh++] = tmp[i];
+            if (nh && hist[nh - 1].label == tmp[i].label)
+                hist[nh - 1].n++;
+            else
+                hist[nh++] = tmp[i];
         }
     }
 
@@ -91,9 +100,10 @@ int cmd_inspect(int argc, char **argv) {
     if (json) {
         printf("{\"dataset\": ");
         cli_json_string(stdout, path, strlen(path));
-        printf(", \"samples\": %llu, \"shards\": %zu, \"payload_bytes\": %llu, \"file_bytes\": %llu",
-               (unsigned long long)n, ns, (unsigned long long)sp_dataset_payload_bytes(ds),
-               (unsigned long long)file_bytes);
+        printf(
+            ", \"samples\": %llu, \"shards\": %zu, \"payload_bytes\": %llu, \"file_bytes\": %llu",
+            (unsigned long long)n, ns, (unsigned long long)sp_dataset_payload_bytes(ds),
+            (unsigned long long)file_bytes);
         printf(", \"columns\": [");
         for (size_t k = 0; k < nc; k++) {
             const sp_column *col = sp_dataset_column(ds, k);
@@ -111,9 +121,10 @@ int cmd_inspect(int argc, char **argv) {
         for (size_t i = 0; i < nh; i++) {
             printf("%s{\"label\": %lld, \"count\": %llu", i ? ", " : "", (long long)hist[i].label,
                    (unsigned long long)hist[i].n);
-            const char *name = hist[i].label >= 0
-                                   ? json_string_value(json_array_get(classes, (size_t)hist[i].label))
-                                   : NULL;
+            const char *name =
+                hist[i].label >= 0
+                    ? json_string_value(json_array_get(classes, (size_t)hist[i].label))
+                    : NULL;
             if (name) {
                 printf(", \"name\": ");
                 cli_json_string(stdout, name, strlen(name));
@@ -127,8 +138,10 @@ int cmd_inspect(int argc, char **argv) {
     } else {
         printf("dataset   %s\n", path);
         printf("samples   %llu\n", (unsigned long long)n);
-        printf("shards    %zu (%s on disk)\n", ns, cli_human_bytes((double)file_bytes, hb, sizeof hb));
-        printf("payload   %s\n", cli_human_bytes((double)sp_dataset_payload_bytes(ds), hb, sizeof hb));
+        printf("shards    %zu (%s on disk)\n", ns,
+               cli_human_bytes((double)file_bytes, hb, sizeof hb));
+        printf("payload   %s\n",
+               cli_human_bytes((double)sp_dataset_payload_bytes(ds), hb, sizeof hb));
         const char *fmt = json_string_value(json_object_get(pack, "format"));
         if (fmt) printf("source    %s\n", fmt);
         printf("\ncolumns:\n  %-20s %-8s %10s  %s\n", "name", "type", "nulls", "min .. max");
@@ -148,9 +161,10 @@ int cmd_inspect(int argc, char **argv) {
         if (nh) {
             printf("\nlabels:\n");
             for (size_t i = 0; i < nh; i++) {
-                const char *name = hist[i].label >= 0
-                                       ? json_string_value(json_array_get(classes, (size_t)hist[i].label))
-                                       : NULL;
+                const char *name =
+                    hist[i].label >= 0
+                        ? json_string_value(json_array_get(classes, (size_t)hist[i].label))
+                        : NULL;
                 printf("  %6lld  %-24s %10llu  %5.1f%%\n", (long long)hist[i].label,
                        name ? name : "", (unsigned long long)hist[i].n,
                        100.0 * (double)hist[i].n / (double)n);

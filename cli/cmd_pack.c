@@ -75,15 +75,21 @@ static void on_skip_ui(void *user, const char *where, const char *reason) {
 }
 
 int cmd_pack(int argc, char **argv) {
-    static const struct option longopts[] = {
-        {"output", required_argument, 0, 'o'},     {"format", required_argument, 0, 'f'},
-        {"threads", required_argument, 0, 't'},    {"on-error", required_argument, 0, 'e'},
-        {"shard-size", required_argument, 0, 'S'}, {"block-size", required_argument, 0, 'B'},
-        {"schema", required_argument, 0, 's'},     {"image-column", required_argument, 0, 'i'},
-        {"label-column", required_argument, 0, 'l'}, {"time-column", required_argument, 0, 'T'},
-        {"key-column", required_argument, 0, 'k'}, {"json", no_argument, 0, 'j'},
-        {"restart-markers", no_argument, 0, 'R'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"output", required_argument, 0, 'o'},
+                                             {"format", required_argument, 0, 'f'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"on-error", required_argument, 0, 'e'},
+                                             {"shard-size", required_argument, 0, 'S'},
+                                             {"block-size", required_argument, 0, 'B'},
+                                             {"schema", required_argument, 0, 's'},
+                                             {"image-column", required_argument, 0, 'i'},
+                                             {"label-column", required_argument, 0, 'l'},
+                                             {"time-column", required_argument, 0, 'T'},
+                                             {"key-column", required_argument, 0, 'k'},
+                                             {"json", no_argument, 0, 'j'},
+                                             {"restart-markers", no_argument, 0, 'R'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     sp_pack_opts o;
     sp_pack_opts_init(&o);
     const char *out = NULL;
@@ -92,41 +98,72 @@ int cmd_pack(int argc, char **argv) {
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'o': out = optarg; break;
+        case 'o':
+            out = optarg;
+            break;
         case 'f':
-            if (!strcmp(optarg, "auto")) o.format = SP_PACK_AUTO;
-            else if (!strcmp(optarg, "imagefolder")) o.format = SP_PACK_IMAGEFOLDER;
-            else if (!strcmp(optarg, "csv")) o.format = SP_PACK_CSV;
-            else if (!strcmp(optarg, "jsonl")) o.format = SP_PACK_JSONL;
-            else return cli_usage_error("pack", "--format '%s': expected auto, imagefolder, csv or jsonl", optarg);
+            if (!strcmp(optarg, "auto"))
+                o.format = SP_PACK_AUTO;
+            else if (!strcmp(optarg, "imagefolder"))
+                o.format = SP_PACK_IMAGEFOLDER;
+            else if (!strcmp(optarg, "csv"))
+                o.format = SP_PACK_CSV;
+            else if (!strcmp(optarg, "jsonl"))
+                o.format = SP_PACK_JSONL;
+            else
+                return cli_usage_error(
+                    "pack", "--format '%s': expected auto, imagefolder, csv or jsonl", optarg);
             break;
         case 't':
             if (cli_parse_int(optarg, &o.threads) || o.threads > 256)
                 return cli_usage_error("pack", "--threads '%s': expected a number 0..256", optarg);
             break;
         case 'e':
-            if (!strcmp(optarg, "fail")) o.skip_errors = 0;
-            else if (!strcmp(optarg, "skip")) o.skip_errors = 1;
-            else return cli_usage_error("pack", "--on-error '%s': expected fail or skip", optarg);
+            if (!strcmp(optarg, "fail"))
+                o.skip_errors = 0;
+            else if (!strcmp(optarg, "skip"))
+                o.skip_errors = 1;
+            else
+                return cli_usage_error("pack", "--on-error '%s': expected fail or skip", optarg);
             break;
         case 'S':
             if (cli_parse_size(optarg, &o.shard_size))
-                return cli_usage_error("pack", "--shard-size '%s': expected a size like 256M", optarg);
+                return cli_usage_error("pack", "--shard-size '%s': expected a size like 256M",
+                                       optarg);
             break;
         case 'B':
             if (cli_parse_size(optarg, &o.block_size))
-                return cli_usage_error("pack", "--block-size '%s': expected a size like 4M", optarg);
+                return cli_usage_error("pack", "--block-size '%s': expected a size like 4M",
+                                       optarg);
             break;
-        case 's': o.schema = optarg; break;
-        case 'i': o.image_column = optarg; break;
-        case 'l': o.label_column = optarg; break;
-        case 'T': o.time_column = optarg; break;
-        case 'k': o.key_column = optarg; break;
-        case 'j': json = 1; break;
-        case 'R': o.restart_markers = 1; break;
-        case 'h': fputs(HELP, stdout); return CLI_OK;
-        case ':': return cli_usage_error("pack", "%s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("pack", "unknown option '%s'", argv[optind - 1]);
+        case 's':
+            o.schema = optarg;
+            break;
+        case 'i':
+            o.image_column = optarg;
+            break;
+        case 'l':
+            o.label_column = optarg;
+            break;
+        case 'T':
+            o.time_column = optarg;
+            break;
+        case 'k':
+            o.key_column = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'R':
+            o.restart_markers = 1;
+            break;
+        case 'h':
+            fputs(HELP, stdout);
+            return CLI_OK;
+        case ':':
+            return cli_usage_error("pack", "%s needs a value", argv[optind - 1]);
+        default:
+            return cli_usage_error("pack", "unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind != argc - 1)
@@ -181,7 +218,8 @@ int cmd_pack(int argc, char **argv) {
     } else {
         char hb[32];
         printf("packed %llu samples (%s) from %s %s into %s: %llu shard%s",
-               (unsigned long long)rep.samples, cli_human_bytes((double)rep.payload_bytes, hb, sizeof hb),
+               (unsigned long long)rep.samples,
+               cli_human_bytes((double)rep.payload_bytes, hb, sizeof hb),
                sp_pack_format_name(rep.format), src, out, (unsigned long long)rep.shards,
                rep.shards == 1 ? "" : "s");
         if (rep.classes) printf(", %llu classes", (unsigned long long)rep.classes);

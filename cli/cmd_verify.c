@@ -29,8 +29,10 @@ static void on_issue(void *user, const char *shard, int64_t sample, const char *
         printf("%s{\"shard\": ", l->n ? ", " : "");
         cli_json_string(stdout, shard, strlen(shard));
         printf(", \"sample\": %lld, \"key\": ", (long long)sample);
-        if (key) cli_json_string(stdout, key, strlen(key));
-        else printf("null");
+        if (key)
+            cli_json_string(stdout, key, strlen(key));
+        else
+            printf("null");
         printf(", \"message\": ");
         cli_json_string(stdout, msg, strlen(msg));
         printf("}");
@@ -59,15 +61,24 @@ int cmd_verify(int argc, char **argv) {
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'd': o.deep = 1; break;
+        case 'd':
+            o.deep = 1;
+            break;
         case 't':
             if (cli_parse_int(optarg, &o.threads) || o.threads > 256)
-                return cli_usage_error("verify", "--threads '%s': expected a number 0..256", optarg);
+                return cli_usage_error("verify", "--threads '%s': expected a number 0..256",
+                                       optarg);
             break;
-        case 'j': json = 1; break;
-        case 'h': fputs(HELP, stdout); return CLI_OK;
-        case ':': return cli_usage_error("verify", "%s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("verify", "unknown option '%s'", argv[optind - 1]);
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            fputs(HELP, stdout);
+            return CLI_OK;
+        case ':':
+            return cli_usage_error("verify", "%s needs a value", argv[optind - 1]);
+        default:
+            return cli_usage_error("verify", "unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind != argc - 1) return cli_usage_error("verify", "expected one DATASET");
@@ -106,8 +117,8 @@ int cmd_verify(int argc, char **argv) {
         return cli_fail("verify", rc);
     } else {
         char hb[32], hr[32];
-        printf("%s: %llu samples in %llu shards, %s checked%s in %.2f s (%s/s): ",
-               path, (unsigned long long)r.samples, (unsigned long long)r.shards,
+        printf("%s: %llu samples in %llu shards, %s checked%s in %.2f s (%s/s): ", path,
+               (unsigned long long)r.samples, (unsigned long long)r.shards,
                cli_human_bytes((double)r.bytes, hb, sizeof hb), o.deep ? " and decoded" : "", secs,
                cli_human_bytes(secs > 0 ? (double)r.bytes / secs : 0, hr, sizeof hr));
         if (ok)

@@ -27,9 +27,15 @@ static const sp_column extra[] = {{"timestamp", SP_TYPE_INT64},
                                   {"big", SP_TYPE_INT64},
                                   {"note", SP_TYPE_STRING}};
 
-static const int64_t big_pool[] = {9007199254740991LL, 9007199254740992LL, 9007199254740993LL,
-                                   -9007199254740993LL, INT64_MAX,         INT64_MIN,
-                                   INT64_MAX - 1,       0,                 -1,
+static const int64_t big_pool[] = {9007199254740991LL,
+                                   9007199254740992LL,
+                                   9007199254740993LL,
+                                   -9007199254740993LL,
+                                   INT64_MAX,
+                                   INT64_MIN,
+                                   INT64_MAX - 1,
+                                   0,
+                                   -1,
                                    4611686018427387905LL};
 
 static void die(const char *what) {
@@ -100,8 +106,8 @@ static void check(const sp__filter *f, const sp_dataset *ds, const char *text, u
             m[i] = (uint8_t)sp__filter_match(f, ds, i);
             if (m[i] > 1) abort();
             if (m[i] && !may) {
-                fprintf(stderr, "fuzz_filter: [%s]: block %" PRIu64 " skipped, row %" PRIu64
-                                " matches\n",
+                fprintf(stderr,
+                        "fuzz_filter: [%s]: block %" PRIu64 " skipped, row %" PRIu64 " matches\n",
                         text, b, i);
                 abort();
             }

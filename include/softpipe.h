@@ -4,8 +4,8 @@
 
 #include "softpipe/core.h"
 #include "softpipe/image.h"
-#include "softpipe/shard.h"
 #include "softpipe/ingest.h"
 #include "softpipe/load.h"
+#include "softpipe/shard.h"
 
 #endif

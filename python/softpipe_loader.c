@@ -108,7 +108,8 @@ static int array_getbuffer(PyObject *obj, Py_buffer *view, int flags) {
     view->buf = self->data;
     view->obj = Py_NewRef(obj);
     view->len = self->itemsize;
-    for (int i = 0; i < self->ndim; i++) view->len *= self->shape[i];
+    for (int i = 0; i < self->ndim; i++)
+        view->len *= self->shape[i];
     view->readonly = 0;
     view->itemsize = self->itemsize;
     view->format = (flags & PyBUF_FORMAT) ? self->format : NULL;
@@ -246,7 +247,8 @@ static int parse_enum(PyObject *v, const char *what, const char *const *names, i
             return 0;
         }
     PyErr_Format(PyExc_ValueError, "%s=%R: expected one of %s%s%s%s%s", what, v, names[0],
-                 n > 1 ? ", " : "", n > 1 ? names[1] : "", n > 2 ? ", " : "", n > 2 ? names[2] : "");
+                 n > 1 ? ", " : "", n > 1 ? names[1] : "", n > 2 ? ", " : "",
+                 n > 2 ? names[2] : "");
     return -1;
 }
 
@@ -273,11 +275,11 @@ static int parse_triple(PyObject *v, const char *what, float out[3]) {
 }
 
 static PyObject *loader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    static char *kw[] = {"path",   "batch_size", "size",     "crop",      "scale",     "ratio",
-                         "flip",   "normalize",  "mean",     "std",       "dtype",     "layout",
-                         "seed",   "shuffle",    "drop_last", "rank",     "world_size", "threads",
-                         "prefetch", "filter",   "on_error", "decode",    "crop_decode",
-                         "dct_scale", "mem_budget", NULL};
+    static char *kw[] = {
+        "path",      "batch_size",  "size",       "crop",       "scale",    "ratio",  "flip",
+        "normalize", "mean",        "std",        "dtype",      "layout",   "seed",   "shuffle",
+        "drop_last", "rank",        "world_size", "threads",    "prefetch", "filter", "on_error",
+        "decode",    "crop_decode", "dct_scale",  "mem_budget", NULL};
     PyObject *path = NULL, *size = NULL, *crop = NULL, *scale = NULL, *ratio = NULL, *mean = NULL,
              *std = NULL, *dtype = NULL, *layout = NULL, *shuffle = NULL, *on_error = NULL,
              *decode = NULL;

@@ -193,9 +193,20 @@ PyDoc_STRVAR(
 
 static PyObject *py_pack(PyObject *module, PyObject *args, PyObject *kwargs) {
     (void)module;
-    static char *kwlist[] = {"src",         "out",        "format", "threads",      "on_error",
-                             "shard_size",  "block_size", "schema", "image_column", "label_column",
-                             "time_column", "key_column", "restart_markers", NULL};
+    static char *kwlist[] = {"src",
+                             "out",
+                             "format",
+                             "threads",
+                             "on_error",
+                             "shard_size",
+                             "block_size",
+                             "schema",
+                             "image_column",
+                             "label_column",
+                             "time_column",
+                             "key_column",
+                             "restart_markers",
+                             NULL};
     PyObject *src = NULL, *out = NULL;
     int restart_markers = 0;
     const char *format = "auto", *on_error = "fail";
@@ -203,10 +214,11 @@ static PyObject *py_pack(PyObject *module, PyObject *args, PyObject *kwargs) {
     uint64_t shard_size = 0, block_size = 0;
     const char *schema = NULL, *image_col = NULL, *label_col = NULL, *time_col = NULL,
                *key_col = NULL;
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "O&O&|$sisO&O&zzzzzp:pack", kwlist, PyUnicode_FSConverter, &src,
-            PyUnicode_FSConverter, &out, &format, &threads, &on_error, conv_u64, &shard_size,
-            conv_u64, &block_size, &schema, &image_col, &label_col, &time_col, &key_col, &restart_markers))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&|$sisO&O&zzzzzp:pack", kwlist,
+                                     PyUnicode_FSConverter, &src, PyUnicode_FSConverter, &out,
+                                     &format, &threads, &on_error, conv_u64, &shard_size, conv_u64,
+                                     &block_size, &schema, &image_col, &label_col, &time_col,
+                                     &key_col, &restart_markers))
         return NULL;
     PyObject *result = NULL;
     skip_list skips;
@@ -1012,8 +1024,7 @@ PyMODINIT_FUNC PyInit__softpipe(void) {
     if (!DataError || PyModule_AddObjectRef(m, "DataError", DataError) < 0 ||
         PyModule_AddObjectRef(m, "_Dataset", (PyObject *)&DatasetType) < 0 ||
         PyModule_AddObjectRef(m, "Payload", (PyObject *)&PayloadType) < 0 ||
-        PyModule_AddStringConstant(m, "__version__", sp_version()) < 0 ||
-        sppy_loader_init(m) < 0) {
+        PyModule_AddStringConstant(m, "__version__", sp_version()) < 0 || sppy_loader_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

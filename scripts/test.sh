@@ -1,6 +1,6 @@
 #!/bin/sh
 # The whole test suite, from a fresh clone on Debian 12 (as root, or with sudo):
-#  1. installs the Debian packages it needs (scripts/install-deps.sh),
+#  1. installs the Debian packages it needs (scripts/install-deps.sh) and checks the C formatting,
 #  2. builds with warnings as errors and runs every test through ctest: the C unit tests (cmocka),
 #     the fuzz-corpus replays, and pytest (Python API + end-to-end CLI tests) under /usr/bin/python3,
 #  3. rebuilds with ASan+UBSan and runs the C unit tests and fuzz replays again,
@@ -9,6 +9,10 @@ set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 export CTEST_OUTPUT_ON_FAILURE=1
+
+echo "== format (clang-format --dry-run --Werror, .clang-format)"
+find src include cli python tests fuzz bench examples -name '*.[ch]' -not -path '*/data/*' |
+    xargs -r clang-format --dry-run --Werror
 
 echo "== release build + all tests"
 BUILD_DIR=build ./scripts/build.sh -DSP_BUILD_PYTHON=ON -DSP_SANITIZE=

@@ -4,7 +4,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* after the four headers it needs */
 
 #include "core_internal.h"
 #include "testutil.h"
@@ -34,8 +35,8 @@ static void crc32c_hw_matches_portable(void **state) {
     size_t n = 1 << 20;
     uint8_t *buf = malloc(n + 16);
     tu_fill_random(buf, n + 16, 7);
-    size_t lens[] = {0,    1,    7,    8,     9,     31,    32,    33,    100,   255,
-                     256,  257,  511,  512,   1023,  1024,  1025,  1279,  1280,  1281,
+    size_t lens[] = {0,    1,    7,    8,     9,     31,    32,    33,     100,  255,
+                     256,  257,  511,  512,   1023,  1024,  1025,  1279,   1280, 1281,
                      2047, 4095, 4096, 24575, 24576, 24577, 65543, 100000, n};
     for (size_t k = 0; k < sizeof lens / sizeof *lens; k++)
         for (size_t off = 0; off < 8; off += 3)
@@ -66,7 +67,8 @@ static void sha256_and_xxh3(void **state) {
 static void buf_grows(void **state) {
     (void)state;
     sp__buf b = {0};
-    for (int i = 0; i < 10000; i++) assert_int_equal(sp__buf_append(&b, "xy", 2), SP_OK);
+    for (int i = 0; i < 10000; i++)
+        assert_int_equal(sp__buf_append(&b, "xy", 2), SP_OK);
     assert_int_equal(b.len, 20000);
     assert_int_equal(sp__buf_printf(&b, "%d-%s", 42, "z"), SP_OK);
     assert_memory_equal(b.data + 20000, "42-z", 4);
@@ -128,8 +130,8 @@ static void failing_allocator(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(crc32c_known_vectors), cmocka_unit_test(crc32c_hw_matches_portable),
-        cmocka_unit_test(sha256_and_xxh3),      cmocka_unit_test(buf_grows),
+        cmocka_unit_test(crc32c_known_vectors),  cmocka_unit_test(crc32c_hw_matches_portable),
+        cmocka_unit_test(sha256_and_xxh3),       cmocka_unit_test(buf_grows),
         cmocka_unit_test(file_commit_is_atomic), cmocka_unit_test(errors_and_names),
         cmocka_unit_test(failing_allocator),
     };

@@ -1,11 +1,12 @@
 /* test_ingest_table.c — unit tests of the CSV/JSONL table parser and sp__parse_timestamp
  * (src/ingest/ingest_table.c): syntax, type inference, schema overrides, error messages with their
  * file:line:col, skip_errors, allocation failures and timestamps. */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* after the four headers it needs */
 
 #include "core_internal.h"
 #include "ingest/ingest_table.h"
@@ -146,7 +147,8 @@ static void test_csv_basic(void **state) {
     assert_int_equal(t->line[0], 2);
     assert_int_equal(t->line[1], 3);
     assert_int_equal(t->skipped, 0);
-    for (size_t c = 0; c < 3; c++) assert_false(t->cols[c].is_timestamp);
+    for (size_t c = 0; c < 3; c++)
+        assert_false(t->cols[c].is_timestamp);
     sp__table_free(t);
     sp__table_free(NULL);
 }
@@ -277,10 +279,12 @@ static void test_csv_header_errors(void **state) {
     /* too many columns */
     char *big = malloc(8 * 300);
     size_t o = 0;
-    for (int i = 0; i < 257; i++) o += (size_t)sprintf(big + o, "%sc%d", i ? "," : "", i);
+    for (int i = 0; i < 257; i++)
+        o += (size_t)sprintf(big + o, "%sc%d", i ? "," : "", i);
     expect_error(0, big, o, NULL, SP_EBADINPUT, "t.csv:1: the header row has 257 columns*");
     o = 0;
-    for (int i = 0; i < 256; i++) o += (size_t)sprintf(big + o, "%sc%d", i ? "," : "", i);
+    for (int i = 0; i < 256; i++)
+        o += (size_t)sprintf(big + o, "%sc%d", i ? "," : "", i);
     assert_int_equal(parse(0, big, o, NULL, NULL, &t), SP_OK);
     assert_int_equal(t->n_cols, 256);
     sp__table_free(t);
@@ -844,7 +848,8 @@ static void test_jsonl_many_rows(void **state) {
     /* more than SP_MAX_COLUMNS keys */
     buf = malloc(300 * 16);
     o = (size_t)sprintf(buf, "{");
-    for (int i = 0; i < 257; i++) o += (size_t)sprintf(buf + o, "%s\"k%d\":1", i ? "," : "", i);
+    for (int i = 0; i < 257; i++)
+        o += (size_t)sprintf(buf + o, "%s\"k%d\":1", i ? "," : "", i);
     o += (size_t)sprintf(buf + o, "}\n");
     expect_error(1, buf, o, NULL, SP_EBADINPUT,
                  "t.jsonl:1: key \"k256\" would be column 257; at most 256 columns");

@@ -7,7 +7,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* after the four headers it needs */
 
 #include "load/load_internal.h"
 #include "testutil.h"
@@ -91,17 +92,37 @@ static void gen_row(uint64_t i, uint64_t *s, row *r) {
     double f;
     switch (k) {
     case 0:
-    case 1: f = NAN; break;
-    case 2: f = INFINITY; break;
-    case 3: f = -INFINITY; break;
-    case 4: f = -0.0; break;
-    case 5: f = 0.0; break;
+    case 1:
+        f = NAN;
+        break;
+    case 2:
+        f = INFINITY;
+        break;
+    case 3:
+        f = -INFINITY;
+        break;
+    case 4:
+        f = -0.0;
+        break;
+    case 5:
+        f = 0.0;
+        break;
     case 6:
-    case 7: f = 9007199254740992.0; break;
-    case 8: f = 0.1; break;
-    case 9: f = 1e300; break;
-    case 10: f = -2.5; break;
-    default: f = (double)((i / 30) % 20) * 0.25 - 2.0 + (double)rnd(s, 8) * 0.125; break;
+    case 7:
+        f = 9007199254740992.0;
+        break;
+    case 8:
+        f = 0.1;
+        break;
+    case 9:
+        f = 1e300;
+        break;
+    case 10:
+        f = -2.5;
+        break;
+    default:
+        f = (double)((i / 30) % 20) * 0.25 - 2.0 + (double)rnd(s, 8) * 0.125;
+        break;
     }
     r->f = f;
     r->null[C_SCORE] = isnan(f) || k == 11;
@@ -166,7 +187,7 @@ static void free_ds(tds *t) {
     free(t->rows);
 }
 
-static tds g_prop;  /* ~300 blocks of varying size over several shards */
+static tds g_prop;   /* ~300 blocks of varying size over several shards */
 static tds g_sorted; /* 500 blocks of exactly 10 rows */
 
 static int group_setup(void **state) {
@@ -212,8 +233,8 @@ static uint64_t count_matches(const tds *t, const char *text, uint64_t *skipped)
         sk += !may;
         for (uint64_t i = bi.first_sample; i < bi.first_sample + bi.n_samples; i++) {
             int m = sp__filter_match(f, t->ds, i);
-            if (m && !may) fail_msg("[%s]: block %" PRIu64 " skipped, row %" PRIu64 " matches",
-                                    text, b, i);
+            if (m && !may)
+                fail_msg("[%s]: block %" PRIu64 " skipped, row %" PRIu64 " matches", text, b, i);
             n += (uint64_t)m;
         }
     }
@@ -250,7 +271,8 @@ static int cmp_exact(const row *r, int col, const lit *L) {
 
 static int oracle(const tnode *n, const row *r) {
     switch (n->kind) {
-    case K_NOT: return !oracle(n->kids[0], r);
+    case K_NOT:
+        return !oracle(n->kids[0], r);
     case K_AND:
         for (int k = 0; k < n->n; k++)
             if (!oracle(n->kids[k], r)) return 0;
@@ -262,19 +284,26 @@ static int oracle(const tnode *n, const row *r) {
     case K_IN: {
         if (r->null[n->col]) return n->neg;
         int in = 0;
-        for (int k = 0; k < n->n; k++) in |= cmp_exact(r, n->col, &n->lits[k]) == 0;
+        for (int k = 0; k < n->n; k++)
+            in |= cmp_exact(r, n->col, &n->lits[k]) == 0;
         return in ^ n->neg;
     }
     default: {
         if (r->null[n->col]) return n->op == OP_NE;
         int c = cmp_exact(r, n->col, &n->lits[0]);
         switch (n->op) {
-        case OP_EQ: return c == 0;
-        case OP_NE: return c != 0;
-        case OP_LT: return c < 0;
-        case OP_LE: return c <= 0;
-        case OP_GT: return c > 0;
-        default: return c >= 0;
+        case OP_EQ:
+            return c == 0;
+        case OP_NE:
+            return c != 0;
+        case OP_LT:
+            return c < 0;
+        case OP_LE:
+            return c <= 0;
+        case OP_GT:
+            return c > 0;
+        default:
+            return c >= 0;
         }
     }
     }
@@ -302,12 +331,33 @@ static void lit_dbl(lit *L, double d) {
     lit_from_text(L, b);
 }
 
-static const char *const specials[] = {
-    "0",  "-0.0", "2.5",  "-2.5", "0.1", "1e-320", "1e300", "-1e300", "9007199254740992",
-    "9007199254740993", "9007199254740993.0", "9007199254740992.5", "-9007199254740993",
-    "9223372036854775807", "-9223372036854775808", "9223372036854775807.0",
-    "-9223372036854775808.0", "9.2233720368547748e18", "-9.2233720368547758e18", "1.7e9",
-    "1700000000", "2147483647", "-2147483648", "2147483647.5", "-2147483648.5", "4.5", "1e3"};
+static const char *const specials[] = {"0",
+                                       "-0.0",
+                                       "2.5",
+                                       "-2.5",
+                                       "0.1",
+                                       "1e-320",
+                                       "1e300",
+                                       "-1e300",
+                                       "9007199254740992",
+                                       "9007199254740993",
+                                       "9007199254740993.0",
+                                       "9007199254740992.5",
+                                       "-9007199254740993",
+                                       "9223372036854775807",
+                                       "-9223372036854775808",
+                                       "9223372036854775807.0",
+                                       "-9223372036854775808.0",
+                                       "9.2233720368547748e18",
+                                       "-9.2233720368547758e18",
+                                       "1.7e9",
+                                       "1700000000",
+                                       "2147483647",
+                                       "-2147483648",
+                                       "2147483647.5",
+                                       "-2147483648.5",
+                                       "4.5",
+                                       "1e3"};
 
 static void gen_lit(uint64_t *s, const tds *t, int col, lit *L) {
     const row *r = &t->rows[rnd(s, (unsigned)t->n)];
@@ -356,7 +406,8 @@ static tnode *gen_node(uint64_t *s, const tds *t, tnode *pool, int *used, int de
             n->kind = K_IN;
             n->neg = rnd(s, 3) == 0;
             n->n = 1 + (int)rnd(s, 5);
-            for (int j = 0; j < n->n; j++) gen_lit(s, t, n->col, &n->lits[j]);
+            for (int j = 0; j < n->n; j++)
+                gen_lit(s, t, n->col, &n->lits[j]);
         }
         return n;
     }
@@ -368,7 +419,8 @@ static tnode *gen_node(uint64_t *s, const tds *t, tnode *pool, int *used, int de
     }
     n->kind = k < 8 ? K_AND : K_OR;
     n->n = 2 + (int)rnd(s, 3);
-    for (int j = 0; j < n->n; j++) n->kids[j] = gen_node(s, t, pool, used, depth + 1);
+    for (int j = 0; j < n->n; j++)
+        n->kids[j] = gen_node(s, t, pool, used, depth + 1);
     return n;
 }
 
@@ -484,8 +536,8 @@ static void property_random_filters(void **state) {
             for (uint64_t i = bi.first_sample; i < bi.first_sample + bi.n_samples; i++) {
                 int want = oracle(root, &t->rows[i]), got = sp__filter_match(f, t->ds, i);
                 if (got != want)
-                    fail_msg("filter [%s], row %" PRIu64 ": match %d, brute force %d", o.b, i,
-                             got, want);
+                    fail_msg("filter [%s], row %" PRIu64 ": match %d, brute force %d", o.b, i, got,
+                             want);
                 any |= want;
                 matched += (uint64_t)want;
                 rows_checked++;
@@ -585,11 +637,21 @@ static void parse_errors(void **state) {
                  "(columns: key, label, width, height, timestamp, score, big, note)");
 
     /* the extremes parse */
-    const char *ok[] = {"label == -9223372036854775808", "label <= 9223372036854775807",
-                        "score > 1e-400", "score < -1.7976931348623157e308", "label = 1",
-                        "label==1", "label==-1", "label<-1", "label<=+1", "score>.5",
-                        "score>-.5e1", "not not label == 1", "label not in {1,2,3}",
-                        "(((label == 1)))", "label == 1 or width == 2 and height == 3"};
+    const char *ok[] = {"label == -9223372036854775808",
+                        "label <= 9223372036854775807",
+                        "score > 1e-400",
+                        "score < -1.7976931348623157e308",
+                        "label = 1",
+                        "label==1",
+                        "label==-1",
+                        "label<-1",
+                        "label<=+1",
+                        "score>.5",
+                        "score>-.5e1",
+                        "not not label == 1",
+                        "label not in {1,2,3}",
+                        "(((label == 1)))",
+                        "label == 1 or width == 2 and height == 3"};
     for (size_t k = 0; k < sizeof ok / sizeof *ok; k++) {
         sp__filter *f;
         if (sp__filter_parse(ok[k], g_prop.ds, &f) != SP_OK)
@@ -608,9 +670,11 @@ static void nesting_limit(void **state) {
     /* 64 levels are fine, 65 are refused at the 65th */
     for (int levels = 64; levels <= 65; levels++) {
         size_t o = 0;
-        for (int k = 0; k < levels; k++) t[o++] = '(';
+        for (int k = 0; k < levels; k++)
+            t[o++] = '(';
         o += (size_t)sprintf(t + o, "label == 1");
-        for (int k = 0; k < levels; k++) t[o++] = ')';
+        for (int k = 0; k < levels; k++)
+            t[o++] = ')';
         t[o] = '\0';
         sp__filter *f;
         if (levels == 64) {
@@ -622,7 +686,8 @@ static void nesting_limit(void **state) {
     }
     /* "not" counts too */
     size_t o = 0;
-    for (int k = 0; k < 65; k++) o += (size_t)sprintf(t + o, "not ");
+    for (int k = 0; k < 65; k++)
+        o += (size_t)sprintf(t + o, "not ");
     sprintf(t + o, "label == 1");
     expect_error(t, "filter:1:257: nesting deeper than 64 levels of \"(\" and \"not\"");
     /* hostile: 200000 "(" or "not" never overflow the stack */
@@ -638,7 +703,8 @@ static void nesting_limit(void **state) {
     sp__filter_free(f);
     uint64_t n = count_matches(&g_prop, t, NULL);
     uint64_t want = 0;
-    for (uint64_t i = 0; i < g_prop.n; i++) want += !g_prop.rows[i].null[C_LABEL];
+    for (uint64_t i = 0; i < g_prop.n; i++)
+        want += !g_prop.rows[i].null[C_LABEL];
     assert_int_equal(n, want);
     free(t);
 }
@@ -672,7 +738,8 @@ static void exact_comparisons(void **state) {
         v[C_SCORE].v.f = scores[i];
         v[C_BIG].v.i = bigs[i];
         if (i == null_row)
-            for (int c = 0; c < NCOLS; c++) v[c].is_null = 1;
+            for (int c = 0; c < NCOLS; c++)
+                v[c].is_null = 1;
         assert_int_equal(sp_dataset_writer_add(w, page, sizeof page, v), SP_OK);
     }
     assert_int_equal(sp_dataset_writer_commit(w), SP_OK);
@@ -816,8 +883,7 @@ static void sorted_column_skips_blocks(void **state) {
     assert_int_equal(count_matches(t, "height not in {1, 2} and not (height >= 0)", &sk),
                      null_blocks * 10);
     assert_true(sk >= nb - null_blocks);
-    printf("  skipping on timestamp: 495/500 blocks for a 1%% range; %" PRIu64
-           " all-null blocks\n",
+    printf("  skipping on timestamp: 495/500 blocks for a 1%% range; %" PRIu64 " all-null blocks\n",
            null_blocks);
 }
 

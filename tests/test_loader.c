@@ -5,7 +5,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* after the four headers it needs */
 
 #include "core_internal.h"
 #include "softpipe.h"
@@ -28,8 +29,8 @@ static int setup(void **state) {
         char p[4096];
         snprintf(p, sizeof p, "%s/c%d/%03d.jpg", src, i % 3, i);
         size_t len;
-        unsigned char *j = tu_jpeg(40 + (i * 37) % 200, 30 + (i * 53) % 180, i == 5 ? 1 : 3,
-                                   (uint64_t)i, &len);
+        unsigned char *j =
+            tu_jpeg(40 + (i * 37) % 200, 30 + (i * 53) % 180, i == 5 ? 1 : 3, (uint64_t)i, &len);
         if (tu_write_file(p, j, len)) return -1;
         free(j);
     }
@@ -114,7 +115,8 @@ static void fast_decode_is_deterministic(void **state) {
         sp_loader *ld;
         assert_int_equal(sp_loader_open(g_ds, &o, &ld), SP_OK);
         size_t n = run_epoch(ld, t == 1 ? ref : got, 32);
-        if (t == 1) n0 = n;
+        if (t == 1)
+            n0 = n;
         else {
             assert_int_equal(n, n0);
             assert_memory_equal(ref, got, n * sizeof *got);
@@ -140,7 +142,8 @@ static void epochs_and_shapes(void **state) {
     assert_int_equal(b->layout, SP_LAYOUT_NHWC);
     uint64_t first0[8];
     memcpy(first0, b->ids, sizeof first0);
-    for (int i = 0; i < 8; i++) assert_true(b->labels[i] >= 0 && b->labels[i] < 3);
+    for (int i = 0; i < 8; i++)
+        assert_true(b->labels[i] >= 0 && b->labels[i] < 3);
     for (int i = 0; i < 8; i++) { /* ImageFolder: c0/000, c1/001, ... so label = index's class */
         char want[16];
         sp_dataset *dsx;
@@ -178,7 +181,8 @@ static void ranks_cover_the_epoch(void **state) {
             const sp_batch *b;
             uint64_t mine = 0;
             while (sp_loader_next(ld, &b) == SP_OK) {
-                for (uint32_t i = 0; i < b->n; i++) seen[b->ids[i]]++;
+                for (uint32_t i = 0; i < b->n; i++)
+                    seen[b->ids[i]]++;
                 mine += b->n;
                 sp_loader_release(ld, b);
             }
@@ -244,7 +248,8 @@ static void held_batches_stay_intact(void **state) {
         h[i] = batch_hash(held[i]);
     }
     const sp_batch *b;
-    while (sp_loader_next(ld, &b) == SP_OK) sp_loader_release(ld, b);
+    while (sp_loader_next(ld, &b) == SP_OK)
+        sp_loader_release(ld, b);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(batch_hash(held[i]), h[i]);
         sp_loader_release(ld, held[i]);
@@ -254,7 +259,8 @@ static void held_batches_stay_intact(void **state) {
     o.mem_budget = 3 * 8 * 24 * 24 * 3 * 4;
     assert_int_equal(sp_loader_open(g_ds, &o, &ld), SP_OK);
     sp_status rc = SP_OK;
-    for (int i = 0; i < 10 && rc == SP_OK; i++) rc = sp_loader_next(ld, &b);
+    for (int i = 0; i < 10 && rc == SP_OK; i++)
+        rc = sp_loader_next(ld, &b);
     assert_int_equal(rc, SP_ENOMEM);
     assert_non_null(strstr(sp_errmsg(), "held"));
     sp_loader_close(ld); /* frees batches never released */
@@ -268,12 +274,14 @@ static void filters_select_and_skip_blocks(void **state) {
     sp_loader *ld;
     assert_int_equal(sp_loader_open(g_ds, &o, &ld), SP_OK);
     uint64_t want = 0;
-    for (int i = 0; i < N_IMAGES; i++) want += i % 3 == 1;
+    for (int i = 0; i < N_IMAGES; i++)
+        want += i % 3 == 1;
     assert_int_equal(sp_loader_n_samples(ld), want);
     const sp_batch *b;
     uint64_t got = 0;
     while (sp_loader_next(ld, &b) == SP_OK) {
-        for (uint32_t i = 0; i < b->n; i++) assert_int_equal(b->labels[i], 1);
+        for (uint32_t i = 0; i < b->n; i++)
+            assert_int_equal(b->labels[i], 1);
         got += b->n;
         sp_loader_release(ld, b);
     }
@@ -311,7 +319,8 @@ static void bad_samples_skip_or_fail(void **state) {
         size_t len;
         unsigned char *j = tu_jpeg(48, 40, 3, (uint64_t)(100 + i), &len);
         if (i == 4) /* damage the entropy-coded data; header and end marker stay valid */
-            for (size_t k = len / 2; k < len / 2 + 40 && k + 2 < len; k++) j[k] = 0xFF;
+            for (size_t k = len / 2; k < len / 2 + 40 && k + 2 < len; k++)
+                j[k] = 0xFF;
         assert_int_equal(tu_write_file(p, j, len), 0);
         free(j);
     }
@@ -325,7 +334,8 @@ static void bad_samples_skip_or_fail(void **state) {
     const sp_batch *b;
     uint64_t n = 0;
     while (sp_loader_next(ld, &b) == SP_OK) {
-        for (uint32_t i = 0; i < b->n; i++) assert_int_not_equal(b->ids[i], 4);
+        for (uint32_t i = 0; i < b->n; i++)
+            assert_int_not_equal(b->ids[i], 4);
         n += b->n;
         sp_loader_release(ld, b);
     }
@@ -339,7 +349,8 @@ static void bad_samples_skip_or_fail(void **state) {
     o.fail_on_error = 1;
     assert_int_equal(sp_loader_open(ds, &o, &ld), SP_OK);
     sp_status rc;
-    while ((rc = sp_loader_next(ld, &b)) == SP_OK) sp_loader_release(ld, b);
+    while ((rc = sp_loader_next(ld, &b)) == SP_OK)
+        sp_loader_release(ld, b);
     assert_int_equal(rc, SP_EBADINPUT);
     assert_non_null(strstr(sp_errmsg(), "shard-00000.sps: record 4 (\"c/04.jpg\")"));
     sp_loader_close(ld);
@@ -363,12 +374,14 @@ static void bad_samples_skip_or_fail(void **state) {
     fclose(f);
     o.fail_on_error = 0;
     assert_int_equal(sp_loader_open(ds, &o, &ld), SP_OK);
-    while (sp_loader_next(ld, &b) == SP_OK) sp_loader_release(ld, b);
+    while (sp_loader_next(ld, &b) == SP_OK)
+        sp_loader_release(ld, b);
     sp_loader_stats_get(ld, &st);
     assert_int_equal(st.samples_skipped_bad, 2); /* record 4 (bad JPEG) and record 7 (bad CRC) */
     int found = 0;
     for (size_t i = 0; sp_loader_skipped(ld, i); i++)
-        found |= strstr(sp_loader_skipped(ld, i), "record 7 (\"c/07.jpg\"): CRC32C mismatch") != NULL;
+        found |=
+            strstr(sp_loader_skipped(ld, i), "record 7 (\"c/07.jpg\"): CRC32C mismatch") != NULL;
     assert_true(found);
     sp_loader_close(ld);
     sp__free(shard0);
@@ -396,7 +409,8 @@ static void order_is_a_permutation(void **state) {
             }
             sp_loader_release(ld, b);
         }
-        for (int i = 0; i < N_IMAGES; i++) assert_int_equal(seen[i], 1);
+        for (int i = 0; i < N_IMAGES; i++)
+            assert_int_equal(seen[i], 1);
         assert_int_equal(ascending, shuffle == SP_SHUFFLE_NONE);
         sp_loader_close(ld);
     }

@@ -4,7 +4,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* after the four headers it needs */
 
 #include "core_internal.h"
 #include "softpipe.h"
@@ -21,8 +22,7 @@ static char *make_tree(const char *dir, int n_per_class) {
         for (int i = 0; i < n_per_class; i++) {
             char p[4096];
             /* files in the class folder and in a sub-folder, to check the order */
-            snprintf(p, sizeof p, "%s/%s/%s%03d.jpg", src, classes[c], i % 4 == 3 ? "sub/" : "",
-                     i);
+            snprintf(p, sizeof p, "%s/%s/%s%03d.jpg", src, classes[c], i % 4 == 3 ? "sub/" : "", i);
             size_t len;
             unsigned char *j = tu_jpeg(16 + i % 7, 12 + c, 3, (uint64_t)(c * 1000 + i), &len);
             assert_int_equal(tu_write_file(p, j, len), 0);
@@ -71,7 +71,8 @@ static void same_bytes_for_any_thread_count(void **state) {
     assert_int_equal(sp_dataset_value(ds, 40, SP_COL_LABEL, &label), SP_OK);
     assert_int_equal(label.v.i, 1);
     sp_dataset_close(ds);
-    for (int k = 0; k < 3; k++) sp__free(outs[k]);
+    for (int k = 0; k < 3; k++)
+        sp__free(outs[k]);
     sp__free(src);
     tu_rmrf(dir);
     free(dir);

@@ -7,7 +7,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* after the four headers it needs */
 /* clang-format on */
 
 #include "ingest/ingest_internal.h"
@@ -177,7 +178,8 @@ static void transcode_passes_through_or_rejects(void **state) {
     assert_int_equal(sp__jpeg_add_restarts("t.jpg", p, n / 2, &out, &ol), SP_EBADINPUT);
     assert_null(out);
     assert_non_null(strstr(sp_errmsg(), "t.jpg"));
-    for (size_t i = n / 3; i < n / 3 + 64; i++) p[i] = 0xFF; /* marker soup in the data */
+    for (size_t i = n / 3; i < n / 3 + 64; i++)
+        p[i] = 0xFF; /* marker soup in the data */
     sp_status st = sp__jpeg_add_restarts("c.jpg", p, n, &out, &ol);
     assert_true(st == SP_EBADINPUT || (st == SP_OK && out));
     sp__free(out);
@@ -240,9 +242,8 @@ static void seek_is_bit_identical(void **state) {
              * jpeg_skip_scanlines) depends on the decoder's earlier samples: not compared */
             int merged = s.decode == SP_DECODE_FAST && c->comps == 3 && (c->hs == 0 || c->hs == 2);
             if (!merged && (memcmp(o1, o3, sz) || memcmp(o1, o2, sz))) {
-                fail_msg("cfg %zu it %d: box (%g %g %g %g) out %ux%u mode %d dct %d differs", k,
-                         it, aug.x, aug.y, aug.w, aug.h, s.out_w, s.out_h, (int)s.decode,
-                         s.dct_scale);
+                fail_msg("cfg %zu it %d: box (%g %g %g %g) out %ux%u mode %d dct %d differs", k, it,
+                         aug.x, aug.y, aug.w, aug.h, s.out_w, s.out_h, (int)s.decode, s.dct_scale);
             }
             free(o1);
             free(o2);
@@ -339,8 +340,8 @@ static char *pack_tree(const char *dir) {
     char *src = sp__path_join(dir, "src");
     char path[4096];
     for (int i = 0; i < 12; i++) {
-        cfg c = {96 + 17 * i, 80 + 23 * i, i % 5 == 4 ? 1 : 3, 0, 0, i % 4 == 3, i == 5 ? 1 : 0,
-                 80};
+        cfg c = {96 + 17 * i, 80 + 23 * i, i % 5 == 4 ? 1 : 3, 0,
+                 0,           i % 4 == 3,  i == 5 ? 1 : 0,     80};
         size_t n;
         uint8_t *p = enc(&c, 300 + (uint64_t)i, &n);
         snprintf(path, sizeof path, "%s/c%d/img%02d.jpg", src, i % 2, i);

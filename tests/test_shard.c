@@ -5,7 +5,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* after the four headers it needs */
 
 #include "shard/shard_internal.h"
 #include "testutil.h"
@@ -18,8 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const sp_column extra[] = {{"ts", SP_TYPE_INT64}, {"score", SP_TYPE_FLOAT64},
-                                  {"note", SP_TYPE_STRING}};
+static const sp_column extra[] = {
+    {"ts", SP_TYPE_INT64}, {"score", SP_TYPE_FLOAT64}, {"note", SP_TYPE_STRING}};
 
 /* Sample i's payload: deterministic bytes of length len_of(i). */
 static size_t len_of(uint64_t i) {
@@ -169,7 +170,7 @@ static void columns_and_stats(void **state) {
     assert_int_equal(sp_dataset_read_column(ds, 5, sc, n, nulls), SP_OK);
     assert_true(isnan(sc[0]) && nulls[0]);
     assert_true(sc[1] == -2.5 && !nulls[1]);
-    assert_int_equal(sp_dataset_read_column(ds, 0, lab, n, NULL), SP_EINVAL); /* string */
+    assert_int_equal(sp_dataset_read_column(ds, 0, lab, n, NULL), SP_EINVAL);     /* string */
     assert_int_equal(sp_dataset_read_column(ds, 1, lab, n - 1, NULL), SP_EINVAL); /* too small */
 
     sp_column_stats st;

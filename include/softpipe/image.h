@@ -11,7 +11,11 @@
 extern "C" {
 #endif
 
-typedef enum sp_image_kind { SP_IMAGE_UNKNOWN = 0, SP_IMAGE_JPEG = 1, SP_IMAGE_PNG = 2 } sp_image_kind;
+typedef enum sp_image_kind {
+    SP_IMAGE_UNKNOWN = 0,
+    SP_IMAGE_JPEG = 1,
+    SP_IMAGE_PNG = 2
+} sp_image_kind;
 
 typedef struct sp_image_info {
     sp_image_kind kind;

@@ -1,8 +1,8 @@
 /* softpipe/ingest.h — packing outside data into a softpipe dataset.
  *
- * sp_pack() reads an ImageFolder tree (SRC/<class>/... with .jpg, .jpeg or .png files), a CSV file or a JSONL file
- * and writes a dataset folder (see shard.h). Output is byte-identical for any thread count, and the
- * dataset appears only when complete.
+ * sp_pack() reads an ImageFolder tree (SRC/<class>/... with .jpg, .jpeg or .png files), a CSV file
+ * or a JSONL file and writes a dataset folder (see shard.h). Output is byte-identical for any
+ * thread count, and the dataset appears only when complete.
  */
 #ifndef SOFTPIPE_INGEST_H
 #define SOFTPIPE_INGEST_H

@@ -43,14 +43,14 @@ typedef enum sp_decode_mode {
 } sp_decode_mode;
 
 typedef struct sp_loader_opts {
-    uint32_t batch_size;        /* 0 = 256 */
-    uint32_t out_h, out_w;      /* 0 = 224 */
+    uint32_t batch_size;   /* 0 = 256 */
+    uint32_t out_h, out_w; /* 0 = 224 */
     sp_crop crop;
     double scale_min, scale_max; /* RandomResizedCrop area range; 0,0 = 0.08, 1.0 */
     double ratio_min, ratio_max; /* aspect range; 0,0 = 3/4, 4/3 */
-    double flip;                /* probability of a horizontal flip */
-    int normalize;              /* 1: out = (pixel/255 - mean) / std (float dtypes only) */
-    float mean[3], std[3];      /* defaults: ImageNet's (0.485, 0.456, 0.406), (0.229, 0.224, 0.225) */
+    double flip;                 /* probability of a horizontal flip */
+    int normalize;               /* 1: out = (pixel/255 - mean) / std (float dtypes only) */
+    float mean[3], std[3]; /* defaults: ImageNet's (0.485, 0.456, 0.406), (0.229, 0.224, 0.225) */
     sp_dtype dtype;
     sp_layout layout;
     uint64_t seed;
@@ -76,9 +76,9 @@ typedef struct sp_loader sp_loader;
 
 /* One batch: `n` samples of c x h x w in `layout` and `dtype`, contiguous. */
 typedef struct sp_batch {
-    void *data;         /* n * c * h * w elements */
-    int64_t *labels;    /* n labels (-1 for a null label) */
-    uint64_t *ids;      /* n dataset indices of the samples */
+    void *data;      /* n * c * h * w elements */
+    int64_t *labels; /* n labels (-1 for a null label) */
+    uint64_t *ids;   /* n dataset indices of the samples */
     uint32_t n, c, h, w;
     sp_dtype dtype;
     sp_layout layout;
@@ -120,12 +120,12 @@ SP_API void sp_loader_state_get(const sp_loader *ld, sp_loader_state *st /* OUT 
 SP_API sp_status sp_loader_state_set(sp_loader *ld, const sp_loader_state *st);
 
 typedef struct sp_loader_stats {
-    double read_s, decode_s, augment_s; /* summed over worker threads */
-    double wait_s;                      /* consumer time blocked in sp_loader_next */
-    double wall_s;                      /* since the first sp_loader_next */
-    double stall_share;                 /* wait_s / wall_s */
-    uint64_t samples, batches;          /* delivered */
-    uint64_t bytes_read;                /* payload bytes decoded */
+    double read_s, decode_s, augment_s;    /* summed over worker threads */
+    double wait_s;                         /* consumer time blocked in sp_loader_next */
+    double wall_s;                         /* since the first sp_loader_next */
+    double stall_share;                    /* wait_s / wall_s */
+    uint64_t samples, batches;             /* delivered */
+    uint64_t bytes_read;                   /* payload bytes decoded */
     uint64_t blocks_total, blocks_skipped; /* by the filter's block statistics */
     uint64_t samples_skipped_bad;
     size_t pinned_bytes; /* batch memory page-locked for CUDA (0 without a CUDA runtime) */

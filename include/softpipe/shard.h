@@ -10,9 +10,9 @@
  * followed by optional "timestamp" (int64, seconds since the epoch) and user columns.
  *
  * Writing: sp_dataset_writer_* appends samples in order and commits the folder atomically: shards
- * and manifest are written under a temporary name, fsync'ed and renamed; the folder is renamed last.
- * Reading: sp_dataset_open maps every shard, checks its footer, hash and every offset once, and then
- * gives zero-copy access to sample i in O(1).
+ * and manifest are written under a temporary name, fsync'ed and renamed; the folder is renamed
+ * last. Reading: sp_dataset_open maps every shard, checks its footer, hash and every offset once,
+ * and then gives zero-copy access to sample i in O(1).
  */
 #ifndef SOFTPIPE_SHARD_H
 #define SOFTPIPE_SHARD_H
@@ -36,7 +36,7 @@ typedef enum sp_type {
 enum { SP_COL_KEY = 0, SP_COL_LABEL = 1, SP_COL_WIDTH = 2, SP_COL_HEIGHT = 3, SP_N_FIXED_COLS = 4 };
 
 #define SP_MAX_COLUMNS 256
-#define SP_MAX_NAME 64
+#define SP_MAX_NAME    64
 
 /* "int32", "int64", "float64", "string"; "?" for anything else. */
 SP_API const char *sp_type_name(sp_type type);
@@ -153,8 +153,8 @@ SP_API sp_status sp_dataset_read_column(const sp_dataset *ds, size_t col, void *
 /* Per-column statistics over the whole dataset, merged from the block statistics. */
 typedef struct sp_column_stats {
     uint64_t null_count;
-    uint64_t count; /* non-null values */
-    int has_minmax; /* 0 for strings and all-null columns */
+    uint64_t count;       /* non-null values */
+    int has_minmax;       /* 0 for strings and all-null columns */
     double min_f, max_f;  /* float64 */
     int64_t min_i, max_i; /* int32/int64 */
 } sp_column_stats;
@@ -192,8 +192,8 @@ SP_API sp_status sp_dataset_block_stats(const sp_dataset *ds, uint64_t block, si
 /* ---------------------------------------------------------------- verifying */
 
 typedef struct sp_verify_opts {
-    int deep;     /* also decode every image payload (JPEG/PNG) */
-    int threads;  /* 0 = number of online CPUs */
+    int deep;    /* also decode every image payload (JPEG/PNG) */
+    int threads; /* 0 = number of online CPUs */
     /* Called once per problem found, from the calling thread, in shard order. May be NULL. */
     void (*on_issue)(void *user, const char *shard_file, int64_t sample /* -1 = whole shard */,
                      const char *key /* may be NULL */, const char *message);

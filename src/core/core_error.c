@@ -58,23 +58,34 @@ void sp__errmsg_prefix(const char *fmt, ...) {
 
 const char *sp_status_name(sp_status status) {
     switch (status) {
-    case SP_OK: return "SP_OK";
-    case SP_DONE: return "SP_DONE";
-    case SP_EINVAL: return "SP_EINVAL";
-    case SP_ENOMEM: return "SP_ENOMEM";
-    case SP_EIO: return "SP_EIO";
-    case SP_ECORRUPT: return "SP_ECORRUPT";
-    case SP_EBADINPUT: return "SP_EBADINPUT";
-    case SP_ENOTFOUND: return "SP_ENOTFOUND";
-    case SP_EEXIST: return "SP_EEXIST";
-    case SP_EUNSUPPORTED: return "SP_EUNSUPPORTED";
-    case SP_EINTERNAL: return "SP_EINTERNAL";
+    case SP_OK:
+        return "SP_OK";
+    case SP_DONE:
+        return "SP_DONE";
+    case SP_EINVAL:
+        return "SP_EINVAL";
+    case SP_ENOMEM:
+        return "SP_ENOMEM";
+    case SP_EIO:
+        return "SP_EIO";
+    case SP_ECORRUPT:
+        return "SP_ECORRUPT";
+    case SP_EBADINPUT:
+        return "SP_EBADINPUT";
+    case SP_ENOTFOUND:
+        return "SP_ENOTFOUND";
+    case SP_EEXIST:
+        return "SP_EEXIST";
+    case SP_EUNSUPPORTED:
+        return "SP_EUNSUPPORTED";
+    case SP_EINTERNAL:
+        return "SP_EINTERNAL";
     }
     return "SP_E?";
 }
 
 const char *sp_version(void) {
 #define SP__STR2(x) #x
-#define SP__STR(x) SP__STR2(x)
+#define SP__STR(x)  SP__STR2(x)
     return SP__STR(SP_VERSION_MAJOR) "." SP__STR(SP_VERSION_MINOR) "." SP__STR(SP_VERSION_PATCH);
 }

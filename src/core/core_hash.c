@@ -17,7 +17,8 @@ static int crc_table_ready;
 static void crc_table_init(void) {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
         crc_table[0][i] = c;
     }
     for (uint32_t i = 0; i < 256; i++)
@@ -39,7 +40,8 @@ static uint32_t crc32c_sw(uint32_t crc, const uint8_t *p, size_t n) {
         p += 8;
         n -= 8;
     }
-    while (n--) crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
+    while (n--)
+        crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
     return crc;
 }
 
@@ -76,7 +78,8 @@ static uint32_t multmodp(uint32_t a, uint32_t b) {
 
 static void shift_init(void) {
     uint32_t xn = 1u << 31; /* x^0 */
-    for (int i = 0; i < 8 * LANE; i++) xn = multmodp(xn, 1u << 30); /* times x */
+    for (int i = 0; i < 8 * LANE; i++)
+        xn = multmodp(xn, 1u << 30); /* times x */
     uint32_t x2n = multmodp(xn, xn);
     for (int k = 0; k < 4; k++)
         for (uint32_t b = 0; b < 256; b++) {
@@ -90,7 +93,7 @@ static inline uint32_t shift_by(const uint32_t t[4][256], uint32_t r) {
 }
 
 __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p,
-                                                              size_t n) {
+                                                            size_t n) {
     uint64_t c = crc;
     while (n && ((uintptr_t)p & 7)) {
         c = _mm_crc32_u8((uint32_t)c, *p++);
@@ -122,7 +125,8 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const 
         p += 8;
         n -= 8;
     }
-    while (n--) c = _mm_crc32_u8((uint32_t)c, *p++);
+    while (n--)
+        c = _mm_crc32_u8((uint32_t)c, *p++);
     return (uint32_t)c;
 }
 
@@ -136,7 +140,8 @@ static pthread_once_t fold_once = PTHREAD_ONCE_INIT;
 
 static uint32_t xpow_mod(unsigned n) { /* x^n mod P, reflected */
     uint32_t r = 1u << 31;
-    for (unsigned i = 0; i < n; i++) r = multmodp(r, 1u << 30);
+    for (unsigned i = 0; i < n; i++)
+        r = multmodp(r, 1u << 30);
     return r;
 }
 
@@ -163,8 +168,10 @@ SP__VPCLMUL_TARGET static inline __m128i fold128(__m128i x, int ki) {
 /* Raw (non-inverted) register in and out; n >= 256. */
 SP__VPCLMUL_TARGET static uint32_t crc32c_vpclmul(uint32_t crc, const uint8_t *p, size_t n) {
     pthread_once(&fold_once, fold_init);
-#define K512(i) _mm512_broadcast_i32x4(_mm_set_epi64x((long long)fold_k[i][1], (long long)fold_k[i][0]))
-    __m512i x0 = _mm512_loadu_si512((const void *)p), x1 = _mm512_loadu_si512((const void *)(p + 64)),
+#define K512(i)                                                                                    \
+    _mm512_broadcast_i32x4(_mm_set_epi64x((long long)fold_k[i][1], (long long)fold_k[i][0]))
+    __m512i x0 = _mm512_loadu_si512((const void *)p),
+            x1 = _mm512_loadu_si512((const void *)(p + 64)),
             x2 = _mm512_loadu_si512((const void *)(p + 128)),
             x3 = _mm512_loadu_si512((const void *)(p + 192));
     x0 = _mm512_xor_si512(x0, _mm512_castsi128_si512(_mm_cvtsi32_si128((int)crc)));
@@ -196,7 +203,8 @@ SP__VPCLMUL_TARGET static uint32_t crc32c_vpclmul(uint32_t crc, const uint8_t *p
         p += 8;
         n -= 8;
     }
-    while (n--) c = _mm_crc32_u8((uint32_t)c, *p++);
+    while (n--)
+        c = _mm_crc32_u8((uint32_t)c, *p++);
     return (uint32_t)c;
 }
 #endif
@@ -211,7 +219,8 @@ uint32_t sp_crc32c(uint32_t crc, const void *buf, size_t len) {
         __builtin_cpu_init();
         h = __builtin_cpu_supports("sse4.2") ? 1 : 0;
         int v = h && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("pclmul") && !getenv("SOFTPIPE_NO_VPCLMUL");
+                __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("pclmul") &&
+                !getenv("SOFTPIPE_NO_VPCLMUL");
         __atomic_store_n(&have_vpclmul, v, __ATOMIC_RELAXED);
         __atomic_store_n(&have_sse42, h, __ATOMIC_RELAXED);
     }

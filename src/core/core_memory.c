@@ -60,7 +60,8 @@ sp_status sp__buf_reserve(sp__buf *b, size_t extra) {
     size_t need = b->len + extra;
     if (need < b->len) return sp__fail(SP_ENOMEM, "buffer size overflow");
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     uint8_t *d = sp__realloc(b->data, cap);
     if (!d) return sp__fail(SP_ENOMEM, "out of memory growing a buffer to %zu bytes", cap);
     b->data = d;

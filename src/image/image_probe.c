@@ -1,26 +1,29 @@
-/* image_probe.c — JPEG and PNG header parsing (by hand: a walk over markers / chunks, bounds-checked
- * at every step) and full-decode checks (libjpeg-turbo, libpng). */
+/* image_probe.c — JPEG and PNG header parsing (by hand: a walk over markers / chunks,
+ * bounds-checked at every step) and full-decode checks (libjpeg-turbo, libpng). */
 #include "core_internal.h"
 #include "softpipe/image.h"
 
+#include <setjmp.h>
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
+
 #include <jpeglib.h>
 #include <png.h>
-#include <setjmp.h>
 #include <string.h>
 
 static sp_status probe_jpeg(const char *name, const uint8_t *d, size_t n, sp_image_info *info) {
     /* Truncation: the last marker must be EOI (FF D9), allowing trailing zero/space padding. */
     size_t end = n;
-    while (end > 2 && (d[end - 1] == 0 || d[end - 1] == ' ' || d[end - 1] == '\n' ||
-                       d[end - 1] == '\r'))
+    while (end > 2 &&
+           (d[end - 1] == 0 || d[end - 1] == ' ' || d[end - 1] == '\n' || d[end - 1] == '\r'))
         end--;
     if (end < 4 || d[end - 2] != 0xFF || d[end - 1] != 0xD9)
         return sp__fail(SP_EBADINPUT, "%s: truncated JPEG (no end-of-image marker)", name);
     size_t p = 2;
     for (;;) {
-        while (p < n && d[p] != 0xFF) p++; /* tolerate junk between segments, as decoders do */
-        while (p < n && d[p] == 0xFF) p++; /* fill bytes */
+        while (p < n && d[p] != 0xFF)
+            p++; /* tolerate junk between segments, as decoders do */
+        while (p < n && d[p] == 0xFF)
+            p++; /* fill bytes */
         if (p >= n) break;
         uint8_t m = d[p++];
         if (m == 0xD8 || (m >= 0xD0 && m <= 0xD7) || m == 0x01) continue; /* no length */
@@ -28,8 +31,9 @@ static sp_status probe_jpeg(const char *name, const uint8_t *d, size_t n, sp_ima
         if (p + 2 > n) break;
         size_t seglen = ((size_t)d[p] << 8) | d[p + 1];
         if (seglen < 2 || p + seglen > n)
-            return sp__fail(SP_EBADINPUT, "%s: corrupt JPEG (segment at offset %zu overruns the file)",
-                            name, p - 2);
+            return sp__fail(SP_EBADINPUT,
+                            "%s: corrupt JPEG (segment at offset %zu overruns the file)", name,
+                            p - 2);
         int sof = (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC);
         if (sof) {
             if (seglen < 8)
@@ -126,7 +130,8 @@ static sp_status decode_jpeg(const char *name, const uint8_t *data, size_t len) 
     jpeg_start_decompress(&cinfo);
     row = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE,
                                      cinfo.output_width * (JDIMENSION)cinfo.output_components, 1);
-    while (cinfo.output_scanline < cinfo.output_height) jpeg_read_scanlines(&cinfo, row, 1);
+    while (cinfo.output_scanline < cinfo.output_height)
+        jpeg_read_scanlines(&cinfo, row, 1);
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
     if (err.warned) return sp__fail(SP_EBADINPUT, "%s: JPEG data is corrupt: %s", name, err.msg);
@@ -163,6 +168,5 @@ sp_status sp_image_check_decode(const char *name, const uint8_t *data, size_t le
     if ((uint64_t)info.width * (uint64_t)info.height > (1ull << 28))
         return sp__fail(SP_EBADINPUT, "%s: image of %dx%d pixels is too large to check", name,
                         info.width, info.height);
-    return info.kind == SP_IMAGE_JPEG ? decode_jpeg(name, data, len)
-                                      : decode_png(name, data, len);
+    return info.kind == SP_IMAGE_JPEG ? decode_jpeg(name, data, len) : decode_png(name, data, len);
 }

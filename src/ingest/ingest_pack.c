@@ -30,10 +30,14 @@ void sp_pack_opts_init(sp_pack_opts *opts) {
 
 const char *sp_pack_format_name(sp_pack_format f) {
     switch (f) {
-    case SP_PACK_AUTO: return "auto";
-    case SP_PACK_IMAGEFOLDER: return "imagefolder";
-    case SP_PACK_CSV: return "csv";
-    case SP_PACK_JSONL: return "jsonl";
+    case SP_PACK_AUTO:
+        return "auto";
+    case SP_PACK_IMAGEFOLDER:
+        return "imagefolder";
+    case SP_PACK_CSV:
+        return "csv";
+    case SP_PACK_JSONL:
+        return "jsonl";
     }
     return "?";
 }
@@ -50,10 +54,10 @@ typedef struct slot {
 } slot;
 
 typedef struct pipeline {
-    char **paths; /* item i reads paths[i] (NULL: nothing to read) */
+    char **paths;       /* item i reads paths[i] (NULL: nothing to read) */
     const char **names; /* how item i is named in messages */
     uint64_t n;
-    int probe; /* check the bytes as an image */
+    int probe;   /* check the bytes as an image */
     int restart; /* probed baseline JPEGs get restart markers (sp_pack_opts.restart_markers) */
     slot slots[WINDOW];
     uint64_t next_claim, consumed;
@@ -148,7 +152,8 @@ static sp_status run_pipeline(pipeline *p, int threads, pack_state *ps, emit_fn 
     for (uint64_t i = 0; rc == SP_OK && i < p->n; i++) {
         slot *s = &p->slots[i % WINDOW];
         pthread_mutex_lock(&p->mu);
-        while (!s->ready) pthread_cond_wait(&p->cv_ready, &p->mu);
+        while (!s->ready)
+            pthread_cond_wait(&p->cv_ready, &p->mu);
         pthread_mutex_unlock(&p->mu);
         ps->bytes_in += s->len;
         rc = emit(ctx, i, s);
@@ -170,7 +175,8 @@ static sp_status run_pipeline(pipeline *p, int threads, pack_state *ps, emit_fn 
     p->stop = 1;
     pthread_cond_broadcast(&p->cv_work);
     pthread_mutex_unlock(&p->mu);
-    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
     for (int k = 0; k < WINDOW; k++) { /* items read ahead of a failure */
         sp__free(p->slots[k].data);
         sp__free(p->slots[k].err);
@@ -205,7 +211,8 @@ static sp_status strvec_push(strvec *s, char *str) {
 }
 
 static void strvec_free(strvec *s) {
-    for (size_t i = 0; i < s->n; i++) sp__free(s->v[i]);
+    for (size_t i = 0; i < s->n; i++)
+        sp__free(s->v[i]);
     sp__free(s->v);
     memset(s, 0, sizeof *s);
 }
@@ -228,7 +235,8 @@ static int cmp_path(const void *a, const void *b) {
 
 static int is_image_name(const char *n) {
     const char *dot = strrchr(n, '.');
-    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
+    return dot &&
+           (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
 }
 
 /* Collects image files under root/rel (recursively), as paths relative to root. */
@@ -327,7 +335,8 @@ static sp_status pack_imagefolder(const char *src, const char *out, const sp_pac
             break;
         }
         labels = nl;
-        for (size_t i = before; i < files.n; i++) labels[i] = (int64_t)c;
+        for (size_t i = before; i < files.n; i++)
+            labels[i] = (int64_t)c;
     }
     if (rc < 0) goto done;
     paths = sp__calloc(files.n ? files.n : 1, sizeof *paths);
@@ -345,7 +354,8 @@ static sp_status pack_imagefolder(const char *src, const char *out, const sp_pac
     json_t *params = json_object();
     json_object_set_new(params, "format", json_string("imagefolder"));
     json_t *cl = json_array();
-    for (size_t c = 0; c < classes.n; c++) json_array_append_new(cl, json_string(classes.v[c]));
+    for (size_t c = 0; c < classes.n; c++)
+        json_array_append_new(cl, json_string(classes.v[c]));
     json_object_set_new(params, "classes", cl);
     char *ptext = json_dumps(params, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(params);
@@ -382,7 +392,8 @@ static sp_status pack_imagefolder(const char *src, const char *out, const sp_pac
 done:
     sp_dataset_writer_close(w);
     if (paths)
-        for (size_t i = 0; i < files.n; i++) sp__free(paths[i]);
+        for (size_t i = 0; i < files.n; i++)
+            sp__free(paths[i]);
     sp__free(paths);
     sp__free(labels);
     strvec_free(&files);
@@ -454,14 +465,16 @@ static sp_status emit_row(void *vctx, uint64_t r, slot *s) {
             } else if (t->cols[c->label_col].type == SP_TYPE_STRING) {
                 char *tmp = sp__strndup(lv->v.str.s, lv->v.str.len);
                 if (!tmp) return sp__fail(SP_ENOMEM, "out of memory");
-                char **hit = bsearch(&tmp, c->label_names, c->n_label_names, sizeof(char *),
-                                     cmp_label);
+                char **hit =
+                    bsearch(&tmp, c->label_names, c->n_label_names, sizeof(char *), cmp_label);
                 sp__free(tmp);
                 v[SP_COL_LABEL].v.i = hit ? (int64_t)(hit - c->label_names) : -1;
             } else {
                 char msg[1024];
-                snprintf(msg, sizeof msg, "%s: label column \"%s\" is float64; labels must be "
-                                          "integers or strings", where, t->cols[c->label_col].name);
+                snprintf(msg, sizeof msg,
+                         "%s: label column \"%s\" is float64; labels must be "
+                         "integers or strings",
+                         where, t->cols[c->label_col].name);
                 return bad_item(c->ps, where, msg);
             }
         }
@@ -490,7 +503,8 @@ static sp_status emit_row(void *vctx, uint64_t r, slot *s) {
         }
         k++;
     }
-    for (size_t u = 0; u < c->n_user; u++) v[k + u] = t->cols[c->user_cols[u]].cells[r];
+    for (size_t u = 0; u < c->n_user; u++)
+        v[k + u] = t->cols[c->user_cols[u]].cells[r];
     return sp_dataset_writer_add(c->ps->w, s->data, s->len, v);
 }
 
@@ -587,7 +601,8 @@ static sp_status pack_table(const char *src, const char *out, const sp_pack_opts
         }
         for (uint64_t r = 0; r < t->n_rows; r++) {
             const sp_value *lv = &t->cols[c.label_col].cells[r];
-            if (!lv->is_null) c.label_names[c.n_label_names++] = sp__strndup(lv->v.str.s, lv->v.str.len);
+            if (!lv->is_null)
+                c.label_names[c.n_label_names++] = sp__strndup(lv->v.str.s, lv->v.str.len);
         }
         qsort(c.label_names, c.n_label_names, sizeof *c.label_names, cmp_label);
         size_t u = 0;
@@ -600,7 +615,8 @@ static sp_status pack_table(const char *src, const char *out, const sp_pack_opts
         }
         c.n_label_names = u;
         json_t *cl = json_array();
-        for (size_t i = 0; i < u; i++) json_array_append_new(cl, json_string(c.label_names[i]));
+        for (size_t i = 0; i < u; i++)
+            json_array_append_new(cl, json_string(c.label_names[i]));
         json_object_set_new(params, "classes", cl);
     }
     char *ptext = json_dumps(params, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -635,7 +651,8 @@ static sp_status pack_table(const char *src, const char *out, const sp_pack_opts
     p->probe = 1;
     p->restart = opts->restart_markers;
     rc = run_pipeline(p, opts->threads > 0 ? opts->threads : sp__ncpu(), &ps, emit_row, &c);
-    for (uint64_t r = 0; r < t->n_rows; r++) sp__free(names[r]);
+    for (uint64_t r = 0; r < t->n_rows; r++)
+        sp__free(names[r]);
     sp__free(names);
     if (rc == SP_OK) rc = sp_dataset_writer_commit(ps.w);
     if (rc == SP_OK && rep) {
@@ -648,10 +665,12 @@ done:
     json_decref(params);
     sp_dataset_writer_close(ps.w);
     if (paths)
-        for (uint64_t r = 0; r < t->n_rows; r++) sp__free(paths[r]);
+        for (uint64_t r = 0; r < t->n_rows; r++)
+            sp__free(paths[r]);
     sp__free(paths);
     sp__free(p);
-    for (size_t i = 0; i < c.n_label_names; i++) sp__free(c.label_names[i]);
+    for (size_t i = 0; i < c.n_label_names; i++)
+        sp__free(c.label_names[i]);
     sp__free(c.label_names);
     sp__free(c.user_cols);
     sp__free(c.vals);
@@ -667,8 +686,8 @@ static sp_pack_format detect(const char *src) {
     if (stat(src, &st) == 0 && S_ISDIR(st.st_mode)) return SP_PACK_IMAGEFOLDER;
     const char *dot = strrchr(src, '.');
     if (dot && (!strcasecmp(dot, ".csv") || !strcasecmp(dot, ".tsv"))) return SP_PACK_CSV;
-    if (dot && (!strcasecmp(dot, ".jsonl") || !strcasecmp(dot, ".ndjson") ||
-                !strcasecmp(dot, ".json")))
+    if (dot &&
+        (!strcasecmp(dot, ".jsonl") || !strcasecmp(dot, ".ndjson") || !strcasecmp(dot, ".json")))
         return SP_PACK_JSONL;
     return SP_PACK_AUTO;
 }

@@ -36,10 +36,14 @@ enum { KIND_INFER = 0, KIND_INT64, KIND_FLOAT64, KIND_STRING, KIND_TIMESTAMP };
 
 static const char *kind_name(int kind) {
     switch (kind) {
-    case KIND_INT64: return "int64";
-    case KIND_FLOAT64: return "float64";
-    case KIND_STRING: return "string";
-    case KIND_TIMESTAMP: return "timestamp";
+    case KIND_INT64:
+        return "int64";
+    case KIND_FLOAT64:
+        return "float64";
+    case KIND_STRING:
+        return "string";
+    case KIND_TIMESTAMP:
+        return "timestamp";
     }
     return "inferred";
 }
@@ -92,7 +96,7 @@ static uint64_t column_of(const char *line_start, const char *at) {
 }
 
 #define QUOTE_SHOWN 48 /* input bytes quoted in a message before "..." */
-#define QBUF 256
+#define QBUF        256
 
 /* Writes s[0, n) into out[QBUF] as a double-quoted, printable and possibly shortened string. */
 static void quote_text(char *out, const char *s, size_t n) {
@@ -144,7 +148,8 @@ static void sanitize_name(const char *s, size_t n, int escaped, char out[SP_MAX_
         if (c == '"' && escaped) {
             i++;
         } else if (c >= 0xC0) {
-            while (i + 1 < n && ((unsigned char)s[i + 1] & 0xC0) == 0x80) i++;
+            while (i + 1 < n && ((unsigned char)s[i + 1] & 0xC0) == 0x80)
+                i++;
         }
     }
     out[o] = '\0';
@@ -182,7 +187,8 @@ static int parse_f64(const char *s, size_t n, double *out) {
     for (size_t k = 0; k < 3; k++) {
         size_t len = strlen(words[k]), j = 0;
         if (wn != len) continue;
-        while (j < len && lower((unsigned char)w[j]) == words[k][j]) j++;
+        while (j < len && lower((unsigned char)w[j]) == words[k][j])
+            j++;
         if (j < len) continue;
         double v = k < 2 ? INFINITY : NAN;
         *out = s[0] == '-' ? -v : v;
@@ -277,7 +283,8 @@ static int parse_epoch(const char *s, size_t n, int64_t *out, char *why) {
     int frac = 0;
     if (i < n && s[i] == '.') {
         size_t f0 = ++i;
-        for (; i < n && is_digit((unsigned char)s[i]); i++) frac |= s[i] != '0';
+        for (; i < n && is_digit((unsigned char)s[i]); i++)
+            frac |= s[i] != '0';
         if (i == f0) {
             snprintf(why, WHY_MAX, "expected digits after the decimal point");
             return 0;
@@ -356,7 +363,8 @@ static int parse_ts(const char *s, size_t n, int64_t *out, char *why) {
             }
             if (i < n && (s[i] == '.' || s[i] == ',')) { /* fractional seconds: truncated */
                 size_t f0 = ++i;
-                while (i < n && is_digit((unsigned char)s[i])) i++;
+                while (i < n && is_digit((unsigned char)s[i]))
+                    i++;
                 if (i == f0) {
                     snprintf(why, WHY_MAX, "expected digits of fractional seconds");
                     return 0;
@@ -410,7 +418,7 @@ sp_status sp__parse_timestamp(const char *s, size_t len, int64_t *out) {
 /* ---------------------------------------------------------------- the table and its arena */
 
 #define ARENA_FIRST_CHUNK ((size_t)4 << 10)
-#define ARENA_CHUNK ((size_t)1 << 20) /* chunks double from ARENA_FIRST_CHUNK up to this */
+#define ARENA_CHUNK       ((size_t)1 << 20) /* chunks double from ARENA_FIRST_CHUNK up to this */
 
 typedef struct arena_chunk {
     struct arena_chunk *next;
@@ -462,7 +470,8 @@ static void arena_commit(sp__table *t, size_t n) {
 void sp__table_free(sp__table *t) {
     if (!t) return;
     if (t->cols)
-        for (size_t i = 0; i < t->n_cols; i++) sp__free(t->cols[i].cells);
+        for (size_t i = 0; i < t->n_cols; i++)
+            sp__free(t->cols[i].cells);
     sp__free(t->cols);
     sp__free(t->line);
     table_priv *tp = t->arena;
@@ -610,8 +619,10 @@ static sp_status out_of_memory(const parser *ps) {
 }
 
 static void trim(const char **s, const char **e) {
-    while (*s < *e && (**s == ' ' || **s == '\t')) (*s)++;
-    while (*e > *s && ((*e)[-1] == ' ' || (*e)[-1] == '\t')) (*e)--;
+    while (*s < *e && (**s == ' ' || **s == '\t'))
+        (*s)++;
+    while (*e > *s && ((*e)[-1] == ' ' || (*e)[-1] == '\t'))
+        (*e)--;
 }
 
 /* Parses "name:type,..." into ps->schema. */
@@ -621,7 +632,8 @@ static sp_status schema_parse(parser *ps, const char *schema) {
     trim(&s, &end);
     if (s == end) return SP_OK;
     size_t n = 1;
-    for (const char *p = s; p < end; p++) n += *p == ',';
+    for (const char *p = s; p < end; p++)
+        n += *p == ',';
     ps->schema = sp__calloc(n, sizeof *ps->schema);
     if (!ps->schema) return out_of_memory(ps);
     static const char *const types[] = {"int64", "float64", "string", "timestamp"};
@@ -677,7 +689,8 @@ static sp_status schema_check_names(const parser *ps) {
     const sp__table *t = ps->t;
     for (size_t k = 0; k < ps->n_schema; k++) {
         size_t i = 0;
-        while (i < t->n_cols && strcmp(t->cols[i].name, ps->schema[k].name)) i++;
+        while (i < t->n_cols && strcmp(t->cols[i].name, ps->schema[k].name))
+            i++;
         if (i < t->n_cols) continue;
         char list[512];
         size_t o = 0;
@@ -753,7 +766,8 @@ static void csv_scan_field(parser *ps, csv_field *f) {
     }
     const char *q = p + 1;
     for (;;) {
-        while (q < end && *q != '"' && *q != '\n' && (unsigned char)*q < 0x80) q++;
+        while (q < end && *q != '"' && *q != '\n' && (unsigned char)*q < 0x80)
+            q++;
         if (q == end) {
             set_bad_at(ps, f->line, f->line_start, p, "unterminated quoted field");
             f->text = p + 1;
@@ -971,11 +985,13 @@ static sp_status csv_parse(parser *ps, const char *buf, size_t len) {
     }
     t->n_cols = (size_t)nf;
     SP_TRY(schema_check_names(ps));
-    for (size_t j = 0; j < t->n_cols; j++) ps->kind[j] = schema_kind(ps, t->cols[j].name);
+    for (size_t j = 0; j < t->n_cols; j++)
+        ps->kind[j] = schema_kind(ps, t->cols[j].name);
 
     /* Each row but the last ends with a LF and holds n_cols - 1 commas and a line end. */
     size_t rest = (size_t)(ps->end - ps->p), lf = 0;
-    for (const char *q = ps->p; (q = memchr(q, '\n', (size_t)(ps->end - q))) != NULL; q++) lf++;
+    for (const char *q = ps->p; (q = memchr(q, '\n', (size_t)(ps->end - q))) != NULL; q++)
+        lf++;
     size_t bound = rest / t->n_cols + 1;
     SP_TRY(table_reserve_rows(t, ps->name, (lf + 1 < bound ? lf + 1 : bound)));
 
@@ -1008,7 +1024,8 @@ enum { TAG_STR = 0, TAG_NULL = 1, TAG_INT = 2, TAG_BOOL = 3, TAG_REAL = 4 };
 
 static uint32_t key_hash(const char *k, size_t n) {
     uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 16777619u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)k[i]) * 16777619u;
     return h;
 }
 
@@ -1024,7 +1041,8 @@ static int jl_find(const parser *ps, const char *k, size_t n) {
 
 static void jl_insert(parser *ps, size_t col) {
     uint32_t h = key_hash(ps->key[col], ps->key_len[col]) & SLOT_MASK;
-    while (ps->slot[h]) h = (h + 1) & SLOT_MASK;
+    while (ps->slot[h])
+        h = (h + 1) & SLOT_MASK;
     ps->slot[h] = (uint16_t)(col + 1);
 }
 
@@ -1058,7 +1076,8 @@ static sp_status jl_add_column(parser *ps, const char *k, size_t n, uint64_t lin
     memcpy(kc, k, n);
     kc[n] = '\0';
     arena_commit(t, n + 1);
-    for (size_t r = 0; r <= t->n_rows; r++) set_null(&cells[r]);
+    for (size_t r = 0; r <= t->n_rows; r++)
+        set_null(&cells[r]);
     sp__table_col *c = &t->cols[t->n_cols];
     memcpy(c->name, name, sizeof name);
     c->cells = cells;
@@ -1082,7 +1101,8 @@ static void jl_rollback(parser *ps, size_t n_cols) {
         memset(c, 0, sizeof *c);
     }
     memset(ps->slot, 0, sizeof ps->slot);
-    for (size_t i = 0; i < t->n_cols; i++) jl_insert(ps, i);
+    for (size_t i = 0; i < t->n_cols; i++)
+        jl_insert(ps, i);
 }
 
 /* Copies n bytes into the arena as a string cell. */
@@ -1137,14 +1157,22 @@ static sp_status jl_store_scalar_text(parser *ps, int tag, int64_t i, double f, 
 
 static const char *json_kind(const json_t *v) {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real";
-    case JSON_TRUE: return "true";
-    case JSON_FALSE: return "false";
-    case JSON_NULL: return "null";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a real";
+    case JSON_TRUE:
+        return "true";
+    case JSON_FALSE:
+        return "false";
+    case JSON_NULL:
+        return "null";
     }
     return "?";
 }
@@ -1238,7 +1266,8 @@ static sp_status jl_line(parser *ps, const char *s, size_t n, uint64_t line) {
         return rc;
     }
     size_t n_cols0 = t->n_cols;
-    for (size_t j = 0; j < t->n_cols; j++) set_null(&t->cols[j].cells[t->n_rows]);
+    for (size_t j = 0; j < t->n_cols; j++)
+        set_null(&t->cols[j].cells[t->n_rows]);
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v) {
@@ -1300,7 +1329,8 @@ static sp_status jl_parse(parser *ps, const char *buf, size_t len) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *s = p, *e = nl ? nl : end, *b = s;
         p = nl ? nl + 1 : end;
-        while (b < e && (*b == ' ' || *b == '\t' || *b == '\r')) b++;
+        while (b < e && (*b == ' ' || *b == '\t' || *b == '\r'))
+            b++;
         if (b == e) continue; /* blank line */
         SP_TRY(jl_line(ps, s, (size_t)(e - s), line));
     }

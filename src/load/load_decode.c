@@ -935,7 +935,8 @@ static int restart_seek(sp__decoder *d, j_decompress_ptr ci, const uint8_t *data
     if (num < 1 || num > 8 || (mcu_h * (int)num) % 8) return 0;
     int mcu_out = mcu_h * (int)num / 8;
     int r = want / mcu_out;
-    if (r <= 0 || (unsigned)r >= (ci->image_height + (unsigned)mcu_h - 1) / (unsigned)mcu_h) return 0;
+    if (r <= 0 || (unsigned)r >= (ci->image_height + (unsigned)mcu_h - 1) / (unsigned)mcu_h)
+        return 0;
 
     /* the headers: where SOF's height is, where the entropy-coded data starts */
     size_t i = 2, sof = 0, sos_end = 0;

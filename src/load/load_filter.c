@@ -190,7 +190,8 @@ static int keyword_nocase(const char *s, size_t len) {
         size_t kl = strlen(keywords[k]);
         if (kl != len) continue;
         size_t j = 0;
-        while (j < len && lower((unsigned char)s[j]) == keywords[k][j]) j++;
+        while (j < len && lower((unsigned char)s[j]) == keywords[k][j])
+            j++;
         if (j == len) return k;
     }
     return -1;
@@ -248,7 +249,8 @@ static sp_status next(parser *P) {
     if (c == 0) {
         t->kind = T_END;
     } else if (is_alpha(c)) {
-        while (is_ident((unsigned char)s[q])) q++;
+        while (is_ident((unsigned char)s[q]))
+            q++;
         t->kind = T_IDENT;
         for (int k = 0; k < 4; k++)
             if (strlen(keywords[k]) == q - p && memcmp(s + p, keywords[k], q - p) == 0)
@@ -257,11 +259,13 @@ static sp_status next(parser *P) {
                ((c == '-' || c == '+') && (is_digit(c1) || (c1 == '.' && is_digit(c2))))) {
         int dec = 0;
         if (c == '-' || c == '+') q++;
-        while (is_digit((unsigned char)s[q])) q++;
+        while (is_digit((unsigned char)s[q]))
+            q++;
         if (s[q] == '.') {
             dec = 1;
             q++;
-            while (is_digit((unsigned char)s[q])) q++;
+            while (is_digit((unsigned char)s[q]))
+                q++;
         }
         if (s[q] == 'e' || s[q] == 'E') {
             size_t e = q + 1;
@@ -269,22 +273,34 @@ static sp_status next(parser *P) {
             if (is_digit((unsigned char)s[e])) {
                 dec = 1;
                 q = e;
-                while (is_digit((unsigned char)s[q])) q++;
+                while (is_digit((unsigned char)s[q]))
+                    q++;
             }
         }
         if (is_ident((unsigned char)s[q]) || s[q] == '.') {
-            while (is_ident((unsigned char)s[q]) || s[q] == '.') q++;
+            while (is_ident((unsigned char)s[q]) || s[q] == '.')
+                q++;
             return fail_at(t, "malformed number %s", quote(q1, sizeof q1, s + p, q - p));
         }
         t->kind = dec ? T_DEC : T_INT;
     } else {
         q = p + 1;
         switch (c) {
-        case '(': t->kind = T_LPAREN; break;
-        case ')': t->kind = T_RPAREN; break;
-        case '{': t->kind = T_LBRACE; break;
-        case '}': t->kind = T_RBRACE; break;
-        case ',': t->kind = T_COMMA; break;
+        case '(':
+            t->kind = T_LPAREN;
+            break;
+        case ')':
+            t->kind = T_RPAREN;
+            break;
+        case '{':
+            t->kind = T_LBRACE;
+            break;
+        case '}':
+            t->kind = T_RBRACE;
+            break;
+        case ',':
+            t->kind = T_COMMA;
+            break;
         case '=':
             t->kind = T_EQ;
             if (c1 == '=') q++;
@@ -310,8 +326,10 @@ static sp_status next(parser *P) {
                 break;
             }
             return fail_at(t, "unexpected \"!\" (write \"!=\", or \"not\" to negate)");
-        case '&': return fail_at(t, "unexpected \"&\" (write \"and\")");
-        case '|': return fail_at(t, "unexpected \"|\" (write \"or\")");
+        case '&':
+            return fail_at(t, "unexpected \"&\" (write \"and\")");
+        case '|':
+            return fail_at(t, "unexpected \"|\" (write \"or\")");
         default:
             return fail_at(t, "unexpected character %s", quote(q1, sizeof q1, s + p, 1));
         }
@@ -344,8 +362,9 @@ static sp_status number(parser *P, lit *out) {
         for (; k < t->len; k++) {
             unsigned dg = (unsigned)(s[k] - '0');
             if (mag > (limit - dg) / 10)
-                return fail_at(t, "number %s is out of range: integers must fit in 64 bits "
-                                  "(write it as a decimal, e.g. 1e20, to compare as a float)",
+                return fail_at(t,
+                               "number %s is out of range: integers must fit in 64 bits "
+                               "(write it as a decimal, e.g. 1e20, to compare as a float)",
                                quote(q, sizeof q, s, t->len));
             mag = mag * 10 + dg;
         }
@@ -417,21 +436,27 @@ static void int_leaf(fnode *n, int op, const lit *L) {
     if (L->is_int) {
         int64_t v = L->i;
         switch (op) {
-        case T_EQ: lo = hi = v; break;
+        case T_EQ:
+            lo = hi = v;
+            break;
         case T_LT:
             if (v == INT64_MIN)
                 lo = EMPTY_LO, hi = EMPTY_HI;
             else
                 hi = v - 1;
             break;
-        case T_LE: hi = v; break;
+        case T_LE:
+            hi = v;
+            break;
         case T_GT:
             if (v == INT64_MAX)
                 lo = EMPTY_LO, hi = EMPTY_HI;
             else
                 lo = v + 1;
             break;
-        default: lo = v; break; /* T_GE */
+        default:
+            lo = v;
+            break; /* T_GE */
         }
     } else {
         /* v < d <=> v < ceil(d);  v <= d <=> v <= floor(d);  v > d <=> v > floor(d);
@@ -503,10 +528,18 @@ static void f64_leaf(fnode *n, int op, const lit *L) {
         else
             lo = INFINITY, hi = -INFINITY;
         break;
-    case T_LT: hi = below; break;
-    case T_LE: hi = exact ? d : below; break;
-    case T_GT: lo = above; break;
-    default: lo = exact ? d : above; break; /* T_GE */
+    case T_LT:
+        hi = below;
+        break;
+    case T_LE:
+        hi = exact ? d : below;
+        break;
+    case T_GT:
+        lo = above;
+        break;
+    default:
+        lo = exact ? d : above;
+        break; /* T_GE */
     }
     n->lo.f = lo;
     n->hi.f = hi;
@@ -527,7 +560,8 @@ static int cmp_f64(const void *a, const void *b) {
 static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb) {
     size_t r0[65], r1[65], r2[65];
     size_t *pp = r0, *p = r1, *c = r2;
-    for (size_t j = 0; j <= lb; j++) p[j] = j;
+    for (size_t j = 0; j <= lb; j++)
+        p[j] = j;
     for (size_t i = 1; i <= la; i++) {
         c[0] = i;
         for (size_t j = 1; j <= lb; j++) {
@@ -670,8 +704,9 @@ static sp_status parse_primary(parser *P, size_t *out) {
         if (P->t.kind == T_END && P->prev.kind == T_END)
             return fail_at(&P->t, "empty filter (expected %s)", what);
         if (P->t.kind == T_INT || P->t.kind == T_DEC)
-            return fail_at(&P->t, "expected %s, found the number %s (write the column first, "
-                                  "as in \"label < 3\")",
+            return fail_at(&P->t,
+                           "expected %s, found the number %s (write the column first, "
+                           "as in \"label < 3\")",
                            what, quote(q, qsize, P->text + P->t.pos, P->t.len));
         if (P->prev.kind == T_END)
             return fail_at(&P->t, "expected %s, found %s", what, found(P, fb, fbsize));
@@ -715,7 +750,8 @@ static sp_status parse_primary(parser *P, size_t *out) {
         if (P->t.kind != T_IN) return expected(P, "\"in\"", "\"not\"");
         f->nodes[*out].negate = 1;
         return parse_set(P, *out, (uint32_t)col);
-    case T_IN: return parse_set(P, *out, (uint32_t)col);
+    case T_IN:
+        return parse_set(P, *out, (uint32_t)col);
     default:
         return fail_at(&P->t,
                        "expected a comparison (\"==\", \"!=\", \"<\", \"<=\", \">\", \">=\") or "
@@ -839,8 +875,10 @@ static int eval_row(const sp__filter *f, const fnode *n, const sp_dataset *ds, u
         for (size_t k = 0; k < n->n; k++)
             if (eval_row(f, &f->nodes[f->kids[n->a + k]], ds, i)) return 1;
         return 0;
-    case N_NOT: return !eval_row(f, &f->nodes[n->a], ds, i);
-    default: break;
+    case N_NOT:
+        return !eval_row(f, &f->nodes[n->a], ds, i);
+    default:
+        break;
     }
     sp_value v;
     if (sp_dataset_value(ds, i, n->col, &v) < 0) return 0;
@@ -891,7 +929,8 @@ static unsigned eval_leaf_block(const sp__filter *f, const fnode *n, const sp_da
         kind = -1;
     }
     switch (kind) {
-    case -1: break;
+    case -1:
+        break;
     case N_INT:
         all = n->lo.i <= st.min_i && st.max_i <= n->hi.i;
         none = n->lo.i > n->hi.i || st.max_i < n->lo.i || st.min_i > n->hi.i;
@@ -913,8 +952,7 @@ static unsigned eval_leaf_block(const sp__filter *f, const fnode *n, const sp_da
         none = lo == n->n || v[lo].i > st.max_i;
         /* all: every integer of [min, max] is in the set (the set is sorted and unique) */
         uint64_t span = (uint64_t)st.max_i - (uint64_t)st.min_i;
-        all = !none && span < n->n - lo && v[lo].i == st.min_i &&
-              v[lo + span].i == st.max_i;
+        all = !none && span < n->n - lo && v[lo].i == st.min_i && v[lo + span].i == st.max_i;
         break;
     }
     default: { /* N_SET_F64 */
@@ -960,7 +998,8 @@ static unsigned eval_block(const sp__filter *f, const fnode *n, const sp_dataset
     case N_NOT:
         m = eval_block(f, &f->nodes[n->a], ds, block);
         return ((m & MAY_T) ? MAY_F : 0) | ((m & MAY_F) ? MAY_T : 0);
-    default: return eval_leaf_block(f, n, ds, block);
+    default:
+        return eval_leaf_block(f, n, ds, block);
     }
 }
 

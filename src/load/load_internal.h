@@ -46,7 +46,8 @@ typedef struct sp__aug {
 
 /* Draws the augmentation of one sample of a src_w x src_h image, as torchvision does
  * (RandomResizedCrop.get_params with 10 attempts then the center fallback; CenterCrop after a
- * short-side resize to size/0.875; or the whole image), and the flip with probability opts->flip. */
+ * short-side resize to size/0.875; or the whole image), and the flip with probability opts->flip.
+ */
 void sp__aug_draw(const sp_loader_opts *opts, int32_t src_w, int32_t src_h, sp__rng *rng,
                   sp__aug *out);
 

@@ -11,13 +11,15 @@
 uint64_t sp__perm(uint64_t x, uint64_t n, uint64_t key) {
     if (n <= 1) return 0;
     unsigned bits = 2;
-    while (bits < 64 && (1ull << bits) < n) bits += 2;
+    while (bits < 64 && (1ull << bits) < n)
+        bits += 2;
     unsigned half = bits / 2;
     uint64_t mask = (1ull << half) - 1;
     do {
         uint64_t l = x >> half, r = x & mask;
         for (unsigned round = 0; round < 4; round++) {
-            uint64_t f = sp__mix64(key ^ (r * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)round << 56)) & mask;
+            uint64_t f =
+                sp__mix64(key ^ (r * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)round << 56)) & mask;
             uint64_t t = l ^ f;
             l = r;
             r = t;
@@ -67,7 +69,9 @@ uint64_t sp__order_sample(const sp__order *o, uint64_t p) {
     const sp__selection *s = o->sel;
     uint64_t q;
     switch (o->shuffle) {
-    case SP_SHUFFLE_GLOBAL: q = sp__perm(p, s->n, o->key); break;
+    case SP_SHUFFLE_GLOBAL:
+        q = sp__perm(p, s->n, o->key);
+        break;
     case SP_SHUFFLE_BLOCK: {
         size_t lo = 0, hi = s->n_groups; /* last k with group_off[k] <= p */
         while (hi - lo > 1) {
@@ -82,7 +86,9 @@ uint64_t sp__order_sample(const sp__order *o, uint64_t p) {
         q = s->group_start[g] + sp__perm(p - o->group_off[lo], size, o->key ^ sp__mix64(g + 1));
         break;
     }
-    default: q = p; break;
+    default:
+        q = p;
+        break;
     }
     return s->ids ? s->ids[q] : q;
 }

@@ -339,7 +339,8 @@ static sp_status check_opts(sp_loader_opts *o) {
     if (o->threads > 256) return sp__fail(SP_EINVAL, "threads %d: at most 256", o->threads);
     /* one batch in progress per thread and one ready: more buys no speed, only memory */
     if (o->prefetch == 0) o->prefetch = (uint32_t)o->threads + 1;
-    if (o->batch_size > (1u << 20)) return sp__fail(SP_EINVAL, "batch_size %u is too large", o->batch_size);
+    if (o->batch_size > (1u << 20))
+        return sp__fail(SP_EINVAL, "batch_size %u is too large", o->batch_size);
     if (o->out_h > 8192 || o->out_w > 8192)
         return sp__fail(SP_EINVAL, "size %ux%u: at most 8192x8192", o->out_h, o->out_w);
     if (o->rank >= o->world_size)
@@ -375,7 +376,8 @@ static void stop_workers(sp_loader *ld) {
     ld->stop = 1;
     pthread_cond_broadcast(&ld->cv_work);
     pthread_mutex_unlock(&ld->mu);
-    for (int t = 0; t < ld->n_threads; t++) pthread_join(ld->threads[t], NULL);
+    for (int t = 0; t < ld->n_threads; t++)
+        pthread_join(ld->threads[t], NULL);
     ld->n_threads = 0;
 }
 
@@ -392,12 +394,15 @@ void sp_loader_close(sp_loader *ld) {
     }
     sp__free(ld->slots);
     if (ld->decoders)
-        for (int t = 0; t < ld->o.threads; t++) sp__decoder_free(ld->decoders[t]);
+        for (int t = 0; t < ld->o.threads; t++)
+            sp__decoder_free(ld->decoders[t]);
     sp__free(ld->decoders);
     sp__free(ld->threads);
     sp__order_free(ld->order);
-    for (int i = 0; i < ld->n_old; i++) sp__order_free(ld->old_orders[i]);
-    for (size_t i = 0; i < N_SKIPPED_KEPT; i++) sp__free(ld->skipped[i]);
+    for (int i = 0; i < ld->n_old; i++)
+        sp__order_free(ld->old_orders[i]);
+    for (size_t i = 0; i < N_SKIPPED_KEPT; i++)
+        sp__free(ld->skipped[i]);
     sp__free(ld->sel.ids);
     sp__free(ld->sel.group_start);
     sp__filter_free(ld->filter);
@@ -458,7 +463,8 @@ sp_status sp_loader_open(const char *path, const sp_loader_opts *opts, sp_loader
     ld->decoders = sp__calloc((size_t)ld->o.threads, sizeof *ld->decoders);
     ld->threads = sp__calloc((size_t)ld->o.threads, sizeof *ld->threads);
     if (rc == SP_OK && (!ld->decoders || !ld->threads)) rc = sp__fail(SP_ENOMEM, "out of memory");
-    for (int t = 0; rc == SP_OK && t < ld->o.threads; t++) rc = sp__decoder_new(&ld->decoders[t]);
+    for (int t = 0; rc == SP_OK && t < ld->o.threads; t++)
+        rc = sp__decoder_new(&ld->decoders[t]);
     for (int t = 0; rc == SP_OK && t < ld->o.threads; t++) {
         worker_arg *wa = sp__malloc(sizeof *wa);
         if (!wa) {
@@ -569,8 +575,10 @@ static sp_status restart(sp_loader *ld, uint64_t epoch, uint64_t batches) {
     /* workers may still read the old order: keep it until close (a few per loader) */
     if (ld->n_old == (int)(sizeof ld->old_orders / sizeof *ld->old_orders)) {
         /* wait until no worker is filling, then free the oldest ones */
-        while (ld->filling > 0) pthread_cond_wait(&ld->cv_ready, &ld->mu);
-        for (int i = 0; i < ld->n_old; i++) sp__order_free(ld->old_orders[i]);
+        while (ld->filling > 0)
+            pthread_cond_wait(&ld->cv_ready, &ld->mu);
+        for (int i = 0; i < ld->n_old; i++)
+            sp__order_free(ld->old_orders[i]);
         ld->n_old = 0;
     }
     ld->old_orders[ld->n_old++] = ld->order;
@@ -614,7 +622,8 @@ sp_status sp_loader_state_set(sp_loader *ld, const sp_loader_state *st) {
         return sp__fail(SP_EINVAL, "state is for rank %u of %u, this loader is rank %u of %u",
                         st->rank, st->world_size, ld->rank, ld->world);
     if (st->batches > ld->n_batches)
-        return sp__fail(SP_EINVAL, "state says %" PRIu64 " batches consumed; the epoch has %" PRIu64,
+        return sp__fail(SP_EINVAL,
+                        "state says %" PRIu64 " batches consumed; the epoch has %" PRIu64,
                         st->batches, ld->n_batches);
     return restart(ld, st->epoch, st->batches);
 }

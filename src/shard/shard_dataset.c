@@ -2,11 +2,11 @@
  * validates it (sp__shard_parse), then serves samples and column values straight from the maps. */
 #include "shard_internal.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -151,10 +151,10 @@ sp_status sp_dataset_open(const char *path, sp_dataset **out) {
         for (size_t c = 0; c < ds->n_cols; c++)
             if (strcmp(sh->s.columns[c].name, ds->cols[c].name) ||
                 sh->s.columns[c].type != ds->cols[c].type) {
-                rc = sp__fail(SP_ECORRUPT, "%s: column %zu is \"%s\" (%s), manifest says \"%s\" (%s)",
-                              sh->path, c, sh->s.columns[c].name,
-                              sp_type_name(sh->s.columns[c].type), ds->cols[c].name,
-                              sp_type_name(ds->cols[c].type));
+                rc = sp__fail(SP_ECORRUPT,
+                              "%s: column %zu is \"%s\" (%s), manifest says \"%s\" (%s)", sh->path,
+                              c, sh->s.columns[c].name, sp_type_name(sh->s.columns[c].type),
+                              ds->cols[c].name, sp_type_name(ds->cols[c].type));
                 break;
             }
         sh->first = ds->n;
@@ -230,8 +230,8 @@ static const ds_shard *find_shard(const sp_dataset *ds, uint64_t i) {
 sp_status sp_dataset_sample(const sp_dataset *ds, uint64_t i, sp_sample *out) {
     if (!ds || !out) return sp__fail(SP_EINVAL, "sp_dataset_sample: NULL argument");
     if (i >= ds->n)
-        return sp__fail(SP_EINVAL, "sample %" PRIu64 " out of range: the dataset has %" PRIu64,
-                        i, ds->n);
+        return sp__fail(SP_EINVAL, "sample %" PRIu64 " out of range: the dataset has %" PRIu64, i,
+                        ds->n);
     const ds_shard *sh = find_shard(ds, i);
     uint64_t j = i - sh->first, off;
     uint32_t len, crc;
@@ -276,11 +276,10 @@ sp_status sp_dataset_read(const sp_dataset *ds, uint64_t i, void *dst, size_t ca
 sp_status sp_dataset_value(const sp_dataset *ds, uint64_t i, size_t col, sp_value *out) {
     if (!ds || !out) return sp__fail(SP_EINVAL, "sp_dataset_value: NULL argument");
     if (i >= ds->n)
-        return sp__fail(SP_EINVAL, "sample %" PRIu64 " out of range: the dataset has %" PRIu64,
-                        i, ds->n);
+        return sp__fail(SP_EINVAL, "sample %" PRIu64 " out of range: the dataset has %" PRIu64, i,
+                        ds->n);
     if (col >= ds->n_cols)
-        return sp__fail(SP_EINVAL, "column %zu out of range: the dataset has %zu", col,
-                        ds->n_cols);
+        return sp__fail(SP_EINVAL, "column %zu out of range: the dataset has %zu", col, ds->n_cols);
     const ds_shard *sh = find_shard(ds, i);
     sp__shard_value(&sh->s, i - sh->first, (uint32_t)col, out);
     return SP_OK;
@@ -290,8 +289,7 @@ sp_status sp_dataset_read_column(const sp_dataset *ds, size_t col, void *dst, ui
                                  uint8_t *nulls) {
     if (!ds || (!dst && ds->n)) return sp__fail(SP_EINVAL, "sp_dataset_read_column: NULL argument");
     if (col >= ds->n_cols)
-        return sp__fail(SP_EINVAL, "column %zu out of range: the dataset has %zu", col,
-                        ds->n_cols);
+        return sp__fail(SP_EINVAL, "column %zu out of range: the dataset has %zu", col, ds->n_cols);
     sp_type t = ds->cols[col].type;
     if (t == SP_TYPE_STRING)
         return sp__fail(SP_EINVAL, "column \"%s\" is a string column, not scalar",
@@ -361,8 +359,7 @@ static void stats_end(sp_type t, sp_column_stats *out) {
 sp_status sp_dataset_column_stats(const sp_dataset *ds, size_t col, sp_column_stats *out) {
     if (!ds || !out) return sp__fail(SP_EINVAL, "sp_dataset_column_stats: NULL argument");
     if (col >= ds->n_cols)
-        return sp__fail(SP_EINVAL, "column %zu out of range: the dataset has %zu", col,
-                        ds->n_cols);
+        return sp__fail(SP_EINVAL, "column %zu out of range: the dataset has %zu", col, ds->n_cols);
     stats_begin(out);
     for (size_t k = 0; k < ds->n_shards; k++)
         for (uint64_t b = 0; b < ds->shards[k].s.n_blocks; b++)

@@ -4,13 +4,13 @@
 #define _GNU_SOURCE
 #include "shard_internal.h"
 
-#include <errno.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <stdlib.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -90,20 +90,20 @@ sp_status sp_dataset_writer_open(const char *path, const sp_column *extra, size_
     if (!opts) opts = &def;
     struct stat st;
     if (stat(path, &st) == 0)
-        return sp__fail(SP_EEXIST, "%s: already exists (remove it or choose another output)",
-                        path);
+        return sp__fail(SP_EEXIST, "%s: already exists (remove it or choose another output)", path);
 
     sp_dataset_writer *w = sp__calloc(1, sizeof *w);
     if (!w) return sp__fail(SP_ENOMEM, "out of memory");
     static const sp_column fixed[SP_N_FIXED_COLS] = {{"key", SP_TYPE_STRING},
-                                                      {"label", SP_TYPE_INT64},
-                                                      {"width", SP_TYPE_INT32},
-                                                      {"height", SP_TYPE_INT32}};
+                                                     {"label", SP_TYPE_INT64},
+                                                     {"width", SP_TYPE_INT32},
+                                                     {"height", SP_TYPE_INT32}};
     memcpy(w->cols, fixed, sizeof fixed);
     for (size_t i = 0; i < n_extra; i++) {
         if (!valid_col_name(extra[i].name)) {
             sp__free(w);
-            return sp__fail(SP_EINVAL, "column name \"%.*s\" is invalid: use [A-Za-z_][A-Za-z0-9_]*",
+            return sp__fail(SP_EINVAL,
+                            "column name \"%.*s\" is invalid: use [A-Za-z_][A-Za-z0-9_]*",
                             SP_MAX_NAME, extra[i].name);
         }
         if (extra[i].type < SP_TYPE_INT32 || extra[i].type > SP_TYPE_STRING) {

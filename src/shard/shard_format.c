@@ -13,10 +13,14 @@
 
 const char *sp_type_name(sp_type type) {
     switch (type) {
-    case SP_TYPE_INT32: return "int32";
-    case SP_TYPE_INT64: return "int64";
-    case SP_TYPE_FLOAT64: return "float64";
-    case SP_TYPE_STRING: return "string";
+    case SP_TYPE_INT32:
+        return "int32";
+    case SP_TYPE_INT64:
+        return "int64";
+    case SP_TYPE_FLOAT64:
+        return "float64";
+    case SP_TYPE_STRING:
+        return "string";
     }
     return "?";
 }
@@ -75,8 +79,8 @@ static int valid_name(const char *s, size_t n) {
 sp_status sp__shard_parse(const char *name, const uint8_t *map, uint64_t size, sp__shard *s) {
     memset(s, 0, sizeof *s);
     if (size < SP__PAYLOAD_ALIGN + SP__FOOTER_SIZE)
-        return sp__fail(SP_ECORRUPT, "%s: file is %" PRIu64 " bytes, too small to be a shard",
-                        name, size);
+        return sp__fail(SP_ECORRUPT, "%s: file is %" PRIu64 " bytes, too small to be a shard", name,
+                        size);
     if (memcmp(map, SP__SHARD_MAGIC, 8) != 0)
         return sp__fail(SP_ECORRUPT, "%s: offset 0x0: bad magic, not a softpipe shard", name);
     uint32_t hver = sp__get_u32(map + 8);
@@ -116,15 +120,16 @@ sp_status sp__shard_parse(const char *name, const uint8_t *map, uint64_t size, s
 
     uint64_t lo = s->meta_off, hi = foot_off;
     if (lo < SP__PAYLOAD_ALIGN || lo > hi || lo % 8)
-        return sp__fail(SP_ECORRUPT, "%s: footer: metadata offset 0x%" PRIx64 " out of range",
-                        name, lo);
+        return sp__fail(SP_ECORRUPT, "%s: footer: metadata offset 0x%" PRIx64 " out of range", name,
+                        lo);
     if (s->n_columns < SP_N_FIXED_COLS || s->n_columns > SP_MAX_COLUMNS)
         return sp__fail(SP_ECORRUPT, "%s: footer: %u columns (expected %d..%d)", name, s->n_columns,
                         SP_N_FIXED_COLS, SP_MAX_COLUMNS);
     /* Counts are bounded by the file size before any multiplication can overflow. */
     if (s->n_samples > size / SP__INDEX_ENTRY || s->n_blocks > size / SP__BLOCK_ENTRY ||
         s->n_blocks > s->n_samples || (s->n_samples > 0 && s->n_blocks == 0))
-        return sp__fail(SP_ECORRUPT, "%s: footer: %" PRIu64 " samples in %" PRIu64
+        return sp__fail(SP_ECORRUPT,
+                        "%s: footer: %" PRIu64 " samples in %" PRIu64
                         " blocks is impossible for a %" PRIu64 "-byte file",
                         name, s->n_samples, s->n_blocks, size);
     if (!in_range(schema_off, 4, lo, hi) ||
@@ -133,7 +138,8 @@ sp_status sp__shard_parse(const char *name, const uint8_t *map, uint64_t size, s
         !in_range(columns_off, 0, lo, hi) || !in_range(strings_off, s->strings_len, lo, hi) ||
         s->n_blocks * s->n_columns > size / SP__STATS_ENTRY ||
         !in_range(stats_off, s->n_blocks * s->n_columns * SP__STATS_ENTRY, lo, hi))
-        return sp__fail(SP_ECORRUPT, "%s: footer: a section lies outside the metadata region", name);
+        return sp__fail(SP_ECORRUPT, "%s: footer: a section lies outside the metadata region",
+                        name);
     if ((schema_off | blocks_off | index_off | columns_off | stats_off) % 8)
         return sp__fail(SP_ECORRUPT, "%s: footer: a section offset is not 8-byte aligned", name);
 
@@ -148,15 +154,17 @@ sp_status sp__shard_parse(const char *name, const uint8_t *map, uint64_t size, s
     const uint8_t *p = map + schema_off;
     uint64_t pos = schema_off;
     if (sp__get_u32(p) != s->n_columns)
-        return sp__fail(SP_ECORRUPT, "%s: schema: %u columns, footer says %u", name,
-                        sp__get_u32(p), s->n_columns);
+        return sp__fail(SP_ECORRUPT, "%s: schema: %u columns, footer says %u", name, sp__get_u32(p),
+                        s->n_columns);
     pos += 8;
     for (uint32_t c = 0; c < s->n_columns; c++) {
         if (!in_range(pos, 8, lo, hi))
-            return sp__fail(SP_ECORRUPT, "%s: schema: column %u lies outside the metadata", name, c);
+            return sp__fail(SP_ECORRUPT, "%s: schema: column %u lies outside the metadata", name,
+                            c);
         uint32_t type = sp__get_u32(map + pos), nlen = sp__get_u32(map + pos + 4);
         if (type < SP_TYPE_INT32 || type > SP_TYPE_STRING)
-            return sp__fail(SP_ECORRUPT, "%s: schema: column %u has unknown type %u", name, c, type);
+            return sp__fail(SP_ECORRUPT, "%s: schema: column %u has unknown type %u", name, c,
+                            type);
         if (!in_range(pos + 8, nlen, lo, hi) || !valid_name((const char *)map + pos + 8, nlen))
             return sp__fail(SP_ECORRUPT, "%s: schema: column %u has an invalid name", name, c);
         memcpy(s->columns[c].name, map + pos + 8, nlen);
@@ -166,7 +174,7 @@ sp_status sp__shard_parse(const char *name, const uint8_t *map, uint64_t size, s
     }
     static const char *fixed[SP_N_FIXED_COLS] = {"key", "label", "width", "height"};
     static const sp_type fixed_t[SP_N_FIXED_COLS] = {SP_TYPE_STRING, SP_TYPE_INT64, SP_TYPE_INT32,
-                                                      SP_TYPE_INT32};
+                                                     SP_TYPE_INT32};
     for (int c = 0; c < SP_N_FIXED_COLS; c++)
         if (strcmp(s->columns[c].name, fixed[c]) || s->columns[c].type != fixed_t[c])
             return sp__fail(SP_ECORRUPT, "%s: schema: column %d must be \"%s\" (%s)", name, c,
@@ -239,8 +247,12 @@ void sp__shard_value(const sp__shard *s, uint64_t i, uint32_t col, sp_value *out
     }
     const uint8_t *v = s->values[col];
     switch (s->columns[col].type) {
-    case SP_TYPE_INT32: out->v.i = (int32_t)sp__get_u32(v + i * 4); break;
-    case SP_TYPE_INT64: out->v.i = (int64_t)sp__get_u64(v + i * 8); break;
+    case SP_TYPE_INT32:
+        out->v.i = (int32_t)sp__get_u32(v + i * 4);
+        break;
+    case SP_TYPE_INT64:
+        out->v.i = (int64_t)sp__get_u64(v + i * 8);
+        break;
     case SP_TYPE_FLOAT64: {
         uint64_t bits = sp__get_u64(v + i * 8);
         memcpy(&out->v.f, &bits, 8);

@@ -6,14 +6,14 @@
 #include "core_internal.h"
 #include "softpipe/shard.h"
 
-#define SP__SHARD_MAGIC "SPSHARD\0"  /* 8 bytes at offset 0 */
-#define SP__FOOTER_MAGIC "SPSFOOT\0" /* 8 bytes at the start of the footer */
-#define SP__HEADER_SIZE 64
-#define SP__FOOTER_SIZE 128
+#define SP__SHARD_MAGIC   "SPSHARD\0" /* 8 bytes at offset 0 */
+#define SP__FOOTER_MAGIC  "SPSFOOT\0" /* 8 bytes at the start of the footer */
+#define SP__HEADER_SIZE   64
+#define SP__FOOTER_SIZE   128
 #define SP__PAYLOAD_ALIGN 4096 /* payload starts here; every block starts on a multiple */
-#define SP__BLOCK_ENTRY 32     /* offset, bytes, first_sample, n_samples (u64 each) */
-#define SP__INDEX_ENTRY 16     /* offset u64, length u32, crc32c u32 */
-#define SP__STATS_ENTRY 24     /* min, max (int64 or float64 bits), null_count u64 */
+#define SP__BLOCK_ENTRY   32   /* offset, bytes, first_sample, n_samples (u64 each) */
+#define SP__INDEX_ENTRY   16   /* offset u64, length u32, crc32c u32 */
+#define SP__STATS_ENTRY   24   /* min, max (int64 or float64 bits), null_count u64 */
 
 static inline uint64_t sp__align_up(uint64_t x, uint64_t a) {
     return (x + a - 1) / a * a;

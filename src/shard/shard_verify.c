@@ -75,7 +75,8 @@ static void check_shard(verify_ctx *ctx, shard_job *j) {
     }
     if (size != j->m_bytes)
         add_issue(j, -1, NULL, 0, "%s: %" PRIu64 " bytes, manifest says %" PRIu64, j->file, size,
-                  j->m_bytes), j->bad = 1;
+                  j->m_bytes),
+            j->bad = 1;
     sp__sha256 sha;
     if (sp__sha256_init(&sha) < 0) {
         add_issue(j, -1, NULL, 0, "%s", sp_errmsg());
@@ -92,7 +93,8 @@ static void check_shard(verify_ctx *ctx, shard_job *j) {
     } else {
         if (s.n_samples != j->m_samples)
             add_issue(j, -1, NULL, 0, "%s: %" PRIu64 " samples, manifest says %" PRIu64, j->file,
-                      s.n_samples, j->m_samples), j->bad = 1;
+                      s.n_samples, j->m_samples),
+                j->bad = 1;
         j->samples = s.n_samples;
         for (uint64_t b = 0; b < s.n_blocks; b++) {
             const uint8_t *be = s.blocks + b * SP__BLOCK_ENTRY;
@@ -107,7 +109,8 @@ static void check_shard(verify_ctx *ctx, shard_job *j) {
                  * their bytes are still in L2: one trip through memory instead of two. */
                 if (off + len > hashed) {
                     uint64_t to = off + len;
-                    if (to < hashed + HASH_AHEAD) to = hashed + HASH_AHEAD < end ? hashed + HASH_AHEAD : end;
+                    if (to < hashed + HASH_AHEAD)
+                        to = hashed + HASH_AHEAD < end ? hashed + HASH_AHEAD : end;
                     sp__sha256_update(&sha, map + hashed, to - hashed);
                     hashed = to;
                 }
@@ -126,8 +129,8 @@ static void check_shard(verify_ctx *ctx, shard_job *j) {
                 } else if (sp_image_check_decode("", map + off, len) < 0) {
                     /* the message starts with ": " since the name given was empty */
                     add_issue(j, (int64_t)i, key.v.str.s, key.v.str.len,
-                              "%s: record %" PRIu64 " (\"%.*s\")%s", j->file, i,
-                              (int)key.v.str.len, key.v.str.s, sp_errmsg());
+                              "%s: record %" PRIu64 " (\"%.*s\")%s", j->file, i, (int)key.v.str.len,
+                              key.v.str.s, sp_errmsg());
                     j->samples_bad++;
                     j->bad = 1;
                 }
@@ -144,7 +147,8 @@ static void check_shard(verify_ctx *ctx, shard_job *j) {
     sp__sha256_final(&sha, hex);
     if (strcmp(hex, j->m_sha))
         add_issue(j, -1, NULL, 0, "%s: sha256 mismatch (manifest %.12s..., file %.12s...)", j->file,
-                  j->m_sha, hex), j->bad = 1;
+                  j->m_sha, hex),
+            j->bad = 1;
     j->bytes = size;
     sp__unmap(map, size);
 }
@@ -176,8 +180,9 @@ static sp_status load_jobs(const char *dir, verify_ctx *ctx, uint64_t *total_byt
     sp_status rc = sp__read_file(mpath, &text, &len);
     if (rc < 0) {
         sp__free(mpath);
-        return rc == SP_ENOTFOUND ? sp__fail(SP_ENOTFOUND, "%s: no manifest.json: not a softpipe "
-                                                           "dataset, or its pack did not finish",
+        return rc == SP_ENOTFOUND ? sp__fail(SP_ENOTFOUND,
+                                             "%s: no manifest.json: not a softpipe "
+                                             "dataset, or its pack did not finish",
                                              dir)
                                   : rc;
     }
@@ -286,7 +291,8 @@ sp_status sp_dataset_verify(const char *path, const sp_verify_opts *opts,
                                j->issues[i].msg);
         }
     }
-    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
     if (sum_samples != m_total) {
         r.issues++;
         if (opts->on_issue) {
@@ -301,10 +307,11 @@ sp_status sp_dataset_verify(const char *path, const sp_verify_opts *opts,
     if (report) *report = r;
     pthread_mutex_destroy(&ctx.mu);
     pthread_cond_destroy(&ctx.cv);
-    rc = r.issues ? sp__fail(SP_ECORRUPT, "%s: %" PRIu64 " problem(s) found in %" PRIu64
-                                          " of %" PRIu64 " shards",
-                             path, r.issues, r.shards_bad, r.shards)
-                  : SP_OK;
+    rc = r.issues
+             ? sp__fail(SP_ECORRUPT,
+                        "%s: %" PRIu64 " problem(s) found in %" PRIu64 " of %" PRIu64 " shards",
+                        path, r.issues, r.shards_bad, r.shards)
+             : SP_OK;
 out:
     for (size_t k = 0; k < ctx.n_jobs; k++) {
         for (size_t i = 0; i < ctx.jobs[k].n_issues; i++) {

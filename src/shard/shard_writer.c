@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define STAGE_BYTES (1u << 20)
+#define STAGE_BYTES     (1u << 20)
 #define WRITEBACK_BYTES (8u << 20)
 
 typedef struct col_stats {
@@ -32,7 +32,7 @@ struct sp__shard_writer {
     sp_column cols[SP_MAX_COLUMNS];
     uint32_t n_cols;
     uint64_t block_size;
-    uint64_t file_off; /* logical bytes written, staged included */
+    uint64_t file_off;        /* logical bytes written, staged included */
     uint64_t written, synced; /* bytes handed to write(), and to sync_file_range() */
     sp__buf stage;            /* the buffer being filled: bufs[cur] */
     sp__buf bufs[2];
@@ -70,7 +70,8 @@ static void *io_main(void *arg) {
     pthread_mutex_lock(&w->mu);
     for (;;) {
         int k = w->io_next;
-        while (!w->pending[k] && !w->io_stop) pthread_cond_wait(&w->cv, &w->mu);
+        while (!w->pending[k] && !w->io_stop)
+            pthread_cond_wait(&w->cv, &w->mu);
         if (!w->pending[k]) break; /* stopped with nothing left */
         pthread_mutex_unlock(&w->mu);
         sp_status rc = w->io_rc < 0 ? w->io_rc : io_write(w, &w->bufs[k]);
@@ -96,7 +97,8 @@ static sp_status flush_stage(sp__shard_writer *w) {
     w->pending[w->stage_idx] = 1;
     w->stage_idx = 1 - w->stage_idx;
     pthread_cond_broadcast(&w->cv);
-    while (w->pending[w->stage_idx]) pthread_cond_wait(&w->cv, &w->mu);
+    while (w->pending[w->stage_idx])
+        pthread_cond_wait(&w->cv, &w->mu);
     w->stage = w->bufs[w->stage_idx];
     w->stage.len = 0;
     sp_status rc = w->io_rc;
@@ -109,7 +111,8 @@ static sp_status flush_stage(sp__shard_writer *w) {
 static sp_status drain(sp__shard_writer *w) {
     SP_TRY(flush_stage(w));
     pthread_mutex_lock(&w->mu);
-    while (w->pending[0] || w->pending[1]) pthread_cond_wait(&w->cv, &w->mu);
+    while (w->pending[0] || w->pending[1])
+        pthread_cond_wait(&w->cv, &w->mu);
     sp_status rc = w->io_rc;
     pthread_mutex_unlock(&w->mu);
     if (rc < 0) return sp__fail(rc, "%s", w->io_err);
@@ -308,12 +311,18 @@ sp_status sp__shard_writer_add(sp__shard_writer *w, const void *payload, size_t 
                                     w->cols[c].name, (long long)v->v.i);
                 sp__put_u32(cell, (uint32_t)(int32_t)v->v.i);
                 break;
-            case SP_TYPE_INT64: sp__put_u64(cell, (uint64_t)v->v.i); break;
-            case SP_TYPE_FLOAT64: memcpy(cell, &v->v.f, 8); break;
+            case SP_TYPE_INT64:
+                sp__put_u64(cell, (uint64_t)v->v.i);
+                break;
+            case SP_TYPE_FLOAT64:
+                memcpy(cell, &v->v.f, 8);
+                break;
             case SP_TYPE_STRING:
                 if (w->strings.len + v->v.str.len > UINT32_MAX)
-                    return sp__fail(SP_EINVAL, "%s: string heap exceeds 4 GiB; use a smaller "
-                                               "--shard-size", w->path);
+                    return sp__fail(SP_EINVAL,
+                                    "%s: string heap exceeds 4 GiB; use a smaller "
+                                    "--shard-size",
+                                    w->path);
                 sp__put_u32(cell, (uint32_t)w->strings.len);
                 sp__put_u32(cell + 4, v->v.str.len);
                 SP_TRY(sp__buf_append(&w->strings, v->v.str.s, v->v.str.len));
