@@ -156,7 +156,8 @@ class Loader(_Loader):
     ``dct_scale`` (the optimizations, on by default); ``mem_budget`` in bytes.
 
     Each ``iter(loader)`` runs one epoch; after a finished epoch the next ``iter`` starts the
-    following epoch, unless ``set_epoch(e)`` chose one. ``state_dict()`` / ``load_state_dict()``
+    following epoch, unless ``set_epoch(e)`` chose one. An ``iter`` begun mid-epoch (after a
+    ``break``, or after ``load_state_dict``) continues from the next batch of that epoch. ``state_dict()`` / ``load_state_dict()``
     resume exactly where a run stopped, in O(1). ``stats()`` reports per-stage time, the
     consumer's wait (stall share), bytes read, blocks skipped by the filter and bad samples.
     """
