@@ -28,6 +28,10 @@ int cli_parse_size(const char *s, uint64_t *out);
 /* Parses a non-negative int. Returns 0 on success. */
 int cli_parse_int(const char *s, int *out);
 
+/* Monotonic wall seconds, and CPU seconds of the whole process (all threads). */
+double cli_now(void);
+double cli_cpu_seconds(void);
+
 /* "12.3 MB" style (decimal units) into buf. */
 const char *cli_human_bytes(double bytes, char *buf, size_t cap);
 

@@ -91,9 +91,15 @@ const char *cli_human_bytes(double b, char *buf, size_t cap) {
     return buf;
 }
 
-static double now(void) {
+double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double cli_cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -102,12 +108,12 @@ void cli_progress_init(cli_progress *p, const char *what, const char *unit) {
     p->enabled = isatty(2);
     p->what = what;
     p->unit = unit;
-    p->start = now();
+    p->start = cli_now();
 }
 
 void cli_progress_update(cli_progress *p, uint64_t done, uint64_t total, uint64_t bytes) {
     if (!p->enabled) return;
-    double t = now();
+    double t = cli_now();
     if (t - p->last_draw < 0.1 && done != total) return;
     p->last_draw = t;
     double el = t - p->start;

@@ -5,7 +5,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char HELP[] =
     "usage: softpipe bench-load DATASET [options]\n"
@@ -39,18 +38,6 @@ static int pick(const char *v, const char *const *names, int n, int *out) {
             return 0;
         }
     return -1;
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double cpu_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int cmd_bench_load(int argc, char **argv) {
@@ -165,7 +152,7 @@ int cmd_bench_load(int argc, char **argv) {
         }
     }
     if (optind != argc - 1) return cli_usage_error("bench-load", "expected one DATASET");
-    double t0 = now(), c0 = cpu_seconds();
+    double t0 = cli_now(), c0 = cli_cpu_seconds();
     sp_loader *ld;
     sp_status rc = sp_loader_open(argv[optind], &o, &ld);
     if (rc < 0) return cli_fail("bench-load", rc);
@@ -178,7 +165,7 @@ int cmd_bench_load(int argc, char **argv) {
         if (e > 0) sp_loader_set_epoch(ld, (uint64_t)e);
         const sp_batch *b;
         while (batches < total && (rc = sp_loader_next(ld, &b)) == SP_OK) {
-            if (first == 0) first = now() - t0;
+            if (first == 0) first = cli_now() - t0;
             images += b->n;
             batches++;
             sp_loader_release(ld, b);
@@ -186,7 +173,7 @@ int cmd_bench_load(int argc, char **argv) {
         }
     }
     cli_progress_end(&pr);
-    double wall = now() - t0, cpu = cpu_seconds() - c0;
+    double wall = cli_now() - t0, cpu = cli_cpu_seconds() - c0;
     if (rc < 0) {
         int code = cli_fail("bench-load", rc);
         sp_loader_close(ld);

@@ -4,7 +4,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char HELP[] =
     "usage: softpipe pack SRC -o OUT [options]\n"
@@ -180,12 +179,10 @@ int cmd_pack(int argc, char **argv) {
     o.on_progress = on_progress;
     o.user = &ui;
     sp_pack_report rep;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = cli_now();
     sp_status rc = sp_pack(src, out, &o, &rep);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = cli_now() - t0;
     cli_progress_end(&ui.prog);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     int code = rc < 0 ? cli_exit_code(rc) : CLI_OK;
     if (json) {
         printf("{\"ok\": %s, \"source\": ", rc < 0 ? "false" : "true");

@@ -3,7 +3,6 @@
 
 #include <getopt.h>
 #include <string.h>
-#include <time.h>
 
 static const char HELP[] =
     "usage: softpipe verify DATASET [--deep] [--threads N] [--json]\n"
@@ -91,13 +90,11 @@ int cmd_verify(int argc, char **argv) {
     o.on_progress = on_progress;
     o.user = &l;
     if (json) printf("{\"issues\": [");
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = cli_now();
     sp_verify_report r;
     sp_status rc = sp_dataset_verify(path, &o, &r);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = cli_now() - t0;
     cli_progress_end(&l.prog);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     int ok = rc == SP_OK;
     if (json) {
         printf("], \"ok\": %s, \"dataset\": ", ok ? "true" : "false");
