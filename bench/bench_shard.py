@@ -19,6 +19,8 @@ What it measures, each repeated R times with softpipe and the peer alternating i
                 warm. Goal: softpipe lookups/s >= 5x the file reads'. Also shown, for context:
                 bytes(ds[i][0]), which adds a copy of the payload (a ~90 KB memcpy costs ~6 us,
                 about a third of an open+read, so with a copy the ratio is bound near 3x).
+  (d) open      `softpipe.Dataset(DS)` of the set packed with --shard-size 1M (~900 shards), warm,
+                vs one read of all their bytes. Goal: milliseconds (< 100 ms).
 
 The image set is made by scripts/gen_images.py and cached in bench/data/ (git-ignored); its
 statistics are printed with the results. softpipe: $SOFTPIPE_BIN or build/softpipe, and the Python
@@ -340,6 +342,34 @@ def bench_access(ds_path, src, src_files, lookups, repeat):
     return res
 
 
+def bench_open(bin_, src, repeat):
+    """(d) Opening a dataset of ~900 shards (--shard-size 1M) from Python, against one pass over
+    its bytes (what opening must not cost), both warm."""
+    softpipe, why = import_softpipe()
+    if softpipe is None or not bin_:
+        return {"skipped_reason": why or "no softpipe binary"}
+    many = os.path.join(TMP, "ds_many")
+    rm(many)
+    run_timed([bin_, "pack", src, "-o", many, "--shard-size", "1M"])
+    files = [os.path.join(many, f) for f in sorted(os.listdir(many))]
+    warm(files)
+    open_s, pass_s, shards = [], [], 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        ds = softpipe.Dataset(many)
+        open_s.append(time.perf_counter() - t0)
+        shards = ds.num_shards
+        ds.close()
+        t0 = time.perf_counter()
+        warm(files)
+        pass_s.append(time.perf_counter() - t0)
+    rm(many)
+    ms = summary([t * 1000 for t in open_s])
+    return {"shards": shards, "open_ms": ms, "pass_ms": summary([t * 1000 for t in pass_s]),
+            "ratio": summary([b / a for a, b in zip(open_s, pass_s)]), "goal": "< 100 ms",
+            "pass": ms["median"] < 100}
+
+
 # ------------------------------------------------------------------ report
 
 def print_table(img, res):
@@ -395,7 +425,8 @@ def main():
     ap.add_argument("--lookups", type=int, default=10000, help="random lookups in (c) (default 10000)")
     ap.add_argument("--threads", type=int, default=0, help="pass --threads N to softpipe pack (default: its own)")
     ap.add_argument("--gen-workers", type=int, default=2, help="workers for the image generator")
-    ap.add_argument("--only", default="pack,verify,access", help="comma list of pack,verify,access")
+    ap.add_argument("--only", default="pack,verify,access,open",
+                    help="comma list of pack,verify,access,open")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--keep", action="store_true", help="keep bench/data/tmp/ds afterwards")
     ap.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds allowed per command")
@@ -448,10 +479,20 @@ def main():
     if "access" in parts:
         print("(c) random access vs open+read ...", flush=True)
         res["access"] = bench_access(ds, src, src_files, a.lookups, a.repeat)
+    if "open" in parts:
+        print("(d) opening a dataset of ~900 shards ...", flush=True)
+        res["open"] = bench_open(bin_, src, a.repeat)
     if ds and not a.keep:
         rm(ds)
 
     print_table(img, res)
+    o = res.get("open")
+    if o and not o.get("skipped_reason"):
+        print("open %d shards  %.1f ms [%.1f..%.1f]  vs one pass over their bytes %.0f ms: %.0fx "
+              "less  goal %s  %s" % (o["shards"], o["open_ms"]["median"], o["open_ms"]["min"],
+                                     o["open_ms"]["max"], o["pass_ms"]["median"],
+                                     o["ratio"]["median"], o["goal"],
+                                     "PASS" if o["pass"] else "FAIL"))
     if a.json:
         d = os.path.dirname(os.path.abspath(a.json))
         os.makedirs(d, exist_ok=True)
