@@ -44,6 +44,8 @@ static void fill_values(uint64_t i, sp_value v[7], char *keybuf, char *notebuf) 
     v[6].v.str.len = (uint32_t)strlen(notebuf);
 }
 
+static uint64_t g_last_shards; /* shard count the writer reported for the last dataset */
+
 /* Writes n samples into dir/name with small shards and blocks. */
 static char *write_dataset(const char *dir, const char *name, uint64_t n, uint64_t shard_size,
                            uint64_t block_size) {
@@ -66,6 +68,7 @@ static char *write_dataset(const char *dir, const char *name, uint64_t n, uint64
     }
     assert_int_equal(sp_dataset_writer_count(w), n);
     assert_int_equal(sp_dataset_writer_commit(w), SP_OK);
+    g_last_shards = sp_dataset_writer_shards(w);
     sp_dataset_writer_close(w);
     free(buf);
     return path;
@@ -80,6 +83,7 @@ static void round_trip(void **state) {
     assert_int_equal(sp_dataset_open(path, &ds), SP_OK);
     assert_int_equal(sp_dataset_len(ds), n);
     assert_true(sp_dataset_n_shards(ds) > 3); /* ~4.5 MB of payload in 1 MiB shards */
+    assert_int_equal(sp_dataset_n_shards(ds), g_last_shards);
     assert_int_equal(sp_dataset_n_columns(ds), 7);
     assert_string_equal(sp_dataset_column(ds, 4)->name, "ts");
     assert_int_equal(sp_dataset_column(ds, 6)->type, SP_TYPE_STRING);

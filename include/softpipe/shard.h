@@ -96,6 +96,8 @@ SP_API void sp_dataset_writer_close(sp_dataset_writer *w);
 /* Samples and payload bytes added so far. */
 SP_API uint64_t sp_dataset_writer_count(const sp_dataset_writer *w);
 SP_API uint64_t sp_dataset_writer_bytes(const sp_dataset_writer *w);
+/* Shard files started so far (after commit: the dataset's shard count). */
+SP_API uint64_t sp_dataset_writer_shards(const sp_dataset_writer *w);
 
 /* ---------------------------------------------------------------- reading */
 

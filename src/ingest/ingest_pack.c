@@ -387,6 +387,7 @@ static sp_status pack_imagefolder(const char *src, const char *out, const sp_pac
         rep->samples = sp_dataset_writer_count(w);
         rep->payload_bytes = sp_dataset_writer_bytes(w);
         rep->skipped = ps.skipped;
+        rep->shards = sp_dataset_writer_shards(w);
         rep->classes = classes.n;
     }
 done:
@@ -659,6 +660,7 @@ static sp_status pack_table(const char *src, const char *out, const sp_pack_opts
         rep->samples = sp_dataset_writer_count(ps.w);
         rep->payload_bytes = sp_dataset_writer_bytes(ps.w);
         rep->skipped = ps.skipped + t->skipped;
+        rep->shards = sp_dataset_writer_shards(ps.w);
         rep->classes = c.n_label_names;
     }
 done:
@@ -712,13 +714,6 @@ sp_status sp_pack(const char *src, const char *out, const sp_pack_opts *opts,
                         src);
     sp_status rc = fmt == SP_PACK_IMAGEFOLDER ? pack_imagefolder(src, out, opts, report)
                                               : pack_table(src, out, opts, fmt, report);
-    if (rc == SP_OK && report) {
-        report->format = fmt;
-        sp_dataset *ds;
-        if (sp_dataset_open(out, &ds) == SP_OK) { /* cheap: metadata only */
-            report->shards = sp_dataset_n_shards(ds);
-            sp_dataset_close(ds);
-        }
-    }
+    if (rc == SP_OK && report) report->format = fmt;
     return rc;
 }

@@ -209,6 +209,10 @@ uint64_t sp_dataset_writer_count(const sp_dataset_writer *w) {
     return w ? w->count : 0;
 }
 
+uint64_t sp_dataset_writer_shards(const sp_dataset_writer *w) {
+    return w ? (uint64_t)w->n_shards : 0;
+}
+
 uint64_t sp_dataset_writer_bytes(const sp_dataset_writer *w) {
     return w ? w->bytes : 0;
 }
