@@ -58,6 +58,47 @@ SP_API void sp_free(void *ptr);
  * instruction when the CPU has it, else a table-driven fallback with identical results. */
 SP_API uint32_t sp_crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* Element types: of loader batches (uint8, float32, float16) and of the arrays softpipe reads
+ * without copying (NumPy .npy files, NumPy/torch buffers). Values are pinned. */
+typedef enum sp_dtype {
+    SP_DTYPE_UINT8 = 0,
+    SP_DTYPE_FLOAT32 = 1,
+    SP_DTYPE_FLOAT16 = 2, /* IEEE half */
+    SP_DTYPE_BOOL = 3,    /* one byte, 0 or 1 */
+    SP_DTYPE_INT8 = 4,
+    SP_DTYPE_INT16 = 5,
+    SP_DTYPE_UINT16 = 6,
+    SP_DTYPE_INT32 = 7,
+    SP_DTYPE_UINT32 = 8,
+    SP_DTYPE_INT64 = 9,
+    SP_DTYPE_UINT64 = 10,
+    SP_DTYPE_FLOAT64 = 11
+} sp_dtype;
+
+/* Bytes per element of `dtype` (0 for an unknown value). Thread-safe. */
+SP_API size_t sp_dtype_size(sp_dtype dtype);
+/* NumPy's name of `dtype` ("float64", "bool", ...; "unknown" for an unknown value). Thread-safe. */
+SP_API const char *sp_dtype_name(sp_dtype dtype);
+
+#define SP_ARRAY_MAX_DIMS 4
+
+/* A borrowed view of a strided n-dimensional array (NumPy's model): element (i, j) of a 2-D array
+ * lives at (const char *)data + i * strides[0] + j * strides[1]. Strides are in bytes and may be
+ * any multiple of the element size, including 0 and negative values. Native byte order. The view
+ * owns nothing: whoever made it says how long `data` lives. */
+typedef struct sp_array {
+    const void *data;
+    sp_dtype dtype;
+    int ndim; /* 0 .. SP_ARRAY_MAX_DIMS; 0 is a scalar */
+    uint64_t shape[SP_ARRAY_MAX_DIMS];
+    int64_t strides[SP_ARRAY_MAX_DIMS];
+} sp_array;
+
+/* A 1-D contiguous view of n elements at data. */
+SP_API sp_array sp_array_1d(const void *data, sp_dtype dtype, uint64_t n);
+/* A 2-D C-contiguous (row-major) view of rows x cols elements at data. */
+SP_API sp_array sp_array_2d(const void *data, sp_dtype dtype, uint64_t rows, uint64_t cols);
+
 #ifdef __cplusplus
 }
 #endif

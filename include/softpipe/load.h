@@ -28,7 +28,6 @@ typedef enum sp_crop {
     SP_CROP_NONE = 2            /* resize the whole image to size */
 } sp_crop;
 
-typedef enum sp_dtype { SP_DTYPE_UINT8 = 0, SP_DTYPE_FLOAT32 = 1, SP_DTYPE_FLOAT16 = 2 } sp_dtype;
 typedef enum sp_layout { SP_LAYOUT_NCHW = 0, SP_LAYOUT_NHWC = 1 } sp_layout;
 typedef enum sp_shuffle {
     SP_SHUFFLE_GLOBAL = 0, /* a permutation of all samples */

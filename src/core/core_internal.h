@@ -15,6 +15,18 @@
 #define SP__PRINTF(a, b)
 #endif
 
+/* Marks a hot numeric kernel to be compiled three times (baseline x86-64, AVX2 and AVX-512
+ * levels) with the CPU's best copy picked at load time (GCC function multiversioning), so the
+ * lane loops vectorize wider on machines that can run them. Plain elsewhere, and under
+ * sanitizers. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && !defined(SP_NO_CLONES)
+#define SP__VECTOR_CLONES                                                                          \
+    __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define SP__VECTOR_CLONES
+#endif
+
 /* ---- errors */
 #define SP_ERRMSG_MAX 1024
 
@@ -85,6 +97,17 @@ void sp__sha256_free(sp__sha256 *h);
 /* ---- misc */
 double sp__now(void); /* monotonic seconds */
 int sp__ncpu(void);   /* online CPUs, at least 1 */
+
+/* Runs fn(ctx, t, n_threads) for t = 0 .. n_threads-1, each on its own thread (t = 0 on the
+ * caller's), and returns when all have returned. A thread that cannot be started has its call run
+ * on the caller's thread afterwards, so every t runs exactly once. n_threads < 1 counts as 1. */
+void sp__parallel(int n_threads, void (*fn)(void *ctx, int t, int n_threads), void *ctx);
+
+/* Splits [0, n) into `parts` near-equal ranges; part `i` is [*lo, *hi). */
+static inline void sp__split_range(uint64_t n, int parts, int i, uint64_t *lo, uint64_t *hi) {
+    *lo = n * (uint64_t)i / (uint64_t)parts;
+    *hi = n * (uint64_t)(i + 1) / (uint64_t)parts;
+}
 
 /* Little-endian stores/loads (the machines are little-endian; these keep the intent visible). */
 static inline void sp__put_u32(uint8_t *p, uint32_t v) {
