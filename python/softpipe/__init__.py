@@ -123,15 +123,17 @@ def verify(path, *, deep=False, threads=0):
 
 from ._softpipe import BatchArray, _Loader  # noqa: E402
 
-try:  # torch is optional: without it the loader yields NumPy arrays
-    import torch as _torch
-    from torch.utils.dlpack import from_dlpack as _torch_from_dlpack
-except ImportError:  # pragma: no cover - depends on the machine
-    _torch = None
+_torch_from_dlpack = None  # resolved on the first batch: importing torch costs ~2 s
 
 
 def _as_tensor(arr):
-    if _torch is not None:
+    global _torch_from_dlpack
+    if _torch_from_dlpack is None:
+        try:  # torch is optional: without it the loader yields NumPy arrays
+            from torch.utils.dlpack import from_dlpack as _torch_from_dlpack
+        except ImportError:  # pragma: no cover - depends on the machine
+            _torch_from_dlpack = False
+    if _torch_from_dlpack:
         return _torch_from_dlpack(arr)
     import numpy as _np
     return _np.asarray(arr)
@@ -201,3 +203,12 @@ class Loader(_Loader):
 
 
 __all__ += ["Loader", "BatchArray"]
+
+
+def __getattr__(name):
+    # softpipe.metrics is imported on first use, so `import softpipe` does not load NumPy.
+    if name == "metrics":
+        import importlib
+
+        return importlib.import_module(".metrics", __name__)
+    raise AttributeError(f"module 'softpipe' has no attribute {name!r}")

@@ -222,7 +222,7 @@ def test_resnet18_example_runs(dataset):
 def test_numpy_arrays_without_torch(dataset, monkeypatch):
     """Without torch the loader yields NumPy arrays viewing the same batch memory."""
     _, ds = dataset
-    monkeypatch.setattr(softpipe, "_torch", None)
+    monkeypatch.setattr(softpipe, "_torch_from_dlpack", False)
     images, labels = next(iter(softpipe.Loader(str(ds), batch_size=4, size=16, seed=9)))
     assert isinstance(images, np.ndarray) and images.shape == (4, 3, 16, 16)
     assert images.dtype == np.float32 and labels.dtype == np.int64
