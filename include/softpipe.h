@@ -3,6 +3,7 @@
 #define SOFTPIPE_H
 
 #include "softpipe/core.h"
+#include "softpipe/eval.h"
 #include "softpipe/image.h"
 #include "softpipe/ingest.h"
 #include "softpipe/load.h"
