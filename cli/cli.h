@@ -54,5 +54,6 @@ int cmd_pack(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_bench_load(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

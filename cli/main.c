@@ -11,6 +11,7 @@ static const struct {
     {"pack", cmd_pack, "pack an ImageFolder tree, CSV or JSONL file into a dataset"},
     {"inspect", cmd_inspect, "summarize a dataset: samples, shards, columns, labels"},
     {"verify", cmd_verify, "check every checksum of a dataset"},
+    {"eval", cmd_eval, "metrics and confidence intervals for stored predictions"},
     {"bench-load", cmd_bench_load, "run the loader flat out and report images/s and telemetry"},
 };
 

@@ -2,7 +2,8 @@
 # The demo, from a fresh clone on Debian 12 (as root, or with sudo): installs what it needs,
 # builds softpipe, generates a small ImageFolder of JPEGs cut from real photographs, packs it
 # into a dataset, inspects it, verifies it, corrupts a copy and shows verify catching it, then
-# reads training batches through the loader (CLI and Python).
+# reads training batches through the loader (CLI and Python), then evaluates a million stored
+# predictions with confidence intervals (CLI and Python).
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh >/dev/null
@@ -53,4 +54,25 @@ print(f"{len(loader)} batches per epoch; first batch: {type(images).__module__}.
       f" {tuple(images.shape)} {images.dtype}, labels {labels[:8].tolist()} ...")
 PY
 echo
-echo "demo finished: dataset at $work/ds"
+echo "== evaluation: 1M stored predictions, every metric from one sort, bootstrap intervals"
+/usr/bin/python3 scripts/gen_preds.py "$work/preds" --n 1000000
+$SP eval --y-true "$work/preds/y_true.npy" --y-score "$work/preds/y_score.npy" \
+    --ci bootstrap --replicates 1000 --plot "$work/preds/curves.png"
+echo
+echo "== the same from Python, against scikit-learn"
+PYTHONPATH=build/python /usr/bin/python3 - "$work/preds" <<'PY'
+import sys, time, numpy as np
+from sklearn.metrics import roc_auc_score
+from softpipe.metrics import evaluate
+y = np.load(sys.argv[1] + "/y_true.npy"); s = np.load(sys.argv[1] + "/y_score.npy")
+t = time.perf_counter(); r = evaluate(y, s); t1 = time.perf_counter() - t
+t = time.perf_counter(); auc = roc_auc_score(y, s); t2 = time.perf_counter() - t
+print(f"softpipe: {len(r) - 3} results incl. roc_auc {r['roc_auc']:.12f} in {t1:.3f} s; "
+      f"scikit-learn roc_auc_score alone {auc:.12f} in {t2:.3f} s")
+q = evaluate(y, s, metrics="roc_auc", quick=0.01)
+lo, hi = q["ci"]["roc_auc"]
+print(f"quick mode (1 % stratified, {q['info']['n_used']} rows): roc_auc {q['roc_auc']:.4f}, "
+      f"95 % interval [{lo:.4f}, {hi:.4f}]")
+PY
+echo
+echo "demo finished: dataset at $work/ds, evaluation plot at $work/preds/curves.png"
