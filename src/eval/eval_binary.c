@@ -40,13 +40,6 @@ typedef struct lin_ctx {
 
 /* The top-label view of a binary probability: class 1 when p > 0.5 (ties go to class 0, the
  * first column of (1 - p, p), as argmax does), confidence = that class's probability. */
-static inline int ece_bin_of(double conf, uint32_t n_bins) {
-    /* right-closed (lo, hi]: conf in ((b)/B, (b+1)/B] goes to bin b; 0 goes to bin 0 */
-    double x = ceil(conf * n_bins) - 1;
-    if (x < 0) x = 0;
-    if (x > n_bins - 1) x = n_bins - 1;
-    return (int)x;
-}
 
 SP__VECTOR_CLONES static void lin_worker(void *p, int t, int nt) {
     lin_ctx *c = p;
@@ -90,7 +83,7 @@ SP__VECTOR_CLONES static void lin_worker(void *p, int t, int nt) {
         if (c->want_bins) {
             int cls = p1 > 0.5;
             double conf = cls ? p1 : 1 - p1;
-            int b = ece_bin_of(conf, c->o->ece_bins);
+            int b = sp__eval_bin_of(conf, c->o->ece_bins);
             sp__ksum_add(&part->bins[3 * b], w);
             sp__ksum_add(&part->bins[3 * b + 1], w * conf);
             if (cls == y) sp__ksum_add(&part->bins[3 * b + 2], w);
@@ -821,7 +814,7 @@ sp_status sp__eval_binary(sp__eval_ctx *c, const sp__eval_data *d) {
                     bin_sorted[j] = bin_row[perm[j]];
                 } else {
                     double p1 = sorted[j];
-                    bin_sorted[j] = (uint16_t)ece_bin_of(p1 > 0.5 ? p1 : 1 - p1, o->ece_bins);
+                    bin_sorted[j] = (uint16_t)sp__eval_bin_of(p1 > 0.5 ? p1 : 1 - p1, o->ece_bins);
                 }
             }
         }

@@ -7,6 +7,8 @@
 
 #include "core_internal.h"
 
+#include <math.h>
+
 /* ---- sorting (eval_sort.c) */
 
 /* Stable ascending argsort of n floating-point scores by value.
@@ -159,6 +161,15 @@ sp_status sp__eval_multiclass(sp__eval_ctx *c, const sp__eval_data *d);
 sp_status sp__eval_regression(sp__eval_ctx *c, const sp__eval_data *d);
 
 /* ---- shared helpers */
+
+/* The calibration bin of a confidence: right-closed (lo, hi], so conf in (b/B, (b+1)/B] goes to
+ * bin b, and 0 goes to bin 0. */
+static inline int sp__eval_bin_of(double conf, uint32_t n_bins) {
+    double x = ceil(conf * n_bins) - 1;
+    if (x < 0) x = 0;
+    if (x > n_bins - 1) x = n_bins - 1;
+    return (int)x;
+}
 /* Neumaier-compensated running sum. */
 typedef struct sp__ksum {
     double s, c;
@@ -226,6 +237,25 @@ static inline uint32_t sp__eval_pois(uint32_t u) {
 }
 /* Replicates are processed in blocks of this many (even) per sweep over the rows. */
 #define SP__BOOT_B 16
+
+/* The bootstrap weight of row i of d in replicates r0 .. r0 + SP__BOOT_B - 1 (r0 even): its
+ * Poisson counts times its sample weight, times its stratum's factor in quick mode (scale from
+ * sp__eval_strata_scale, or NULL). The scalar form, for the linear kernels. */
+static inline void sp__eval_boot_row(const sp__eval_data *d, uint64_t key, uint32_t r0, uint64_t i,
+                                     const double *scale, double *w) {
+    const uint32_t rid = d->rowid ? d->rowid[i] : (uint32_t)i;
+    for (uint32_t b = 0; b < SP__BOOT_B; b += 2) {
+        const uint64_t h = sp__eval_draw(key, (r0 + b) >> 1, rid);
+        w[b] = sp__eval_pois((uint32_t)h);
+        w[b + 1] = sp__eval_pois((uint32_t)(h >> 32));
+    }
+    if (d->w)
+        for (uint32_t b = 0; b < SP__BOOT_B; b++)
+            w[b] *= d->w[i];
+    if (scale)
+        for (uint32_t b = 0; b < SP__BOOT_B; b++)
+            w[b] *= scale[(size_t)d->stratum[i] * SP__BOOT_B + b];
+}
 
 /* Percentile interval of values (NaNs ignored) at level, numpy's 'linear' rule. Sorts values. */
 void sp__eval_percentiles(double *values, uint32_t n, double level, double *lo, double *hi);

@@ -45,13 +45,6 @@ typedef struct mc_ctx {
     int want_loss, want_bins;
 } mc_ctx;
 
-static inline int bin_of(double conf, uint32_t n_bins) {
-    double x = ceil(conf * n_bins) - 1;
-    if (x < 0) x = 0;
-    if (x > n_bins - 1) x = n_bins - 1;
-    return (int)x;
-}
-
 static void mc_worker(void *p, int t, int nt) {
     mc_ctx *c = p;
     const sp__eval_data *d = c->d;
@@ -93,7 +86,7 @@ static void mc_worker(void *p, int t, int nt) {
             sp__ksum_add(&q->loss, w * l);
         }
         if (q->bins) {
-            int b = bin_of(best, c->o->ece_bins);
+            int b = sp__eval_bin_of(best, c->o->ece_bins);
             q->bins[3 * b] += w;
             q->bins[3 * b + 1] += w * best;
             if ((int32_t)arg == y) q->bins[3 * b + 2] += w;
@@ -178,18 +171,7 @@ static void mcb_block(void *p, uint32_t r0, uint32_t r1) {
     double *bins = tc + (size_t)k * BB;
     double w[BB];
     for (uint64_t i = 0; i < d->n; i++) {
-        uint32_t rid = d->rowid ? d->rowid[i] : (uint32_t)i;
-        for (uint32_t b = 0; b < BB; b += 2) {
-            uint64_t h = sp__eval_draw(c->key, (r0 + b) >> 1, rid);
-            w[b] = sp__eval_pois((uint32_t)h);
-            w[b + 1] = sp__eval_pois((uint32_t)(h >> 32));
-        }
-        if (d->w)
-            for (uint32_t b = 0; b < BB; b++)
-                w[b] *= d->w[i];
-        if (scale)
-            for (uint32_t b = 0; b < BB; b++)
-                w[b] *= scale[(size_t)d->stratum[i] * BB + b];
+        sp__eval_boot_row(d, c->key, r0, i, scale, w);
         const int32_t y = d->ycls[i], pr = c->rows->pred[i];
         const double l = c->rows->loss ? c->rows->loss[i] : 0;
         const int hit = c->rows->hit[i], ok = pr == y;
@@ -273,18 +255,7 @@ static void auc_block(void *p, uint32_t r0, uint32_t r1) {
     }
     for (uint64_t jj = d->n; jj-- > 0;) {
         uint32_t row = c->perm[jj];
-        uint32_t rid = d->rowid ? d->rowid[row] : row;
-        for (uint32_t b = 0; b < BB; b += 2) {
-            uint64_t h = sp__eval_draw(c->key, (r0 + b) >> 1, rid);
-            w[b] = sp__eval_pois((uint32_t)h);
-            w[b + 1] = sp__eval_pois((uint32_t)(h >> 32));
-        }
-        if (d->w)
-            for (uint32_t b = 0; b < BB; b++)
-                w[b] *= d->w[row];
-        if (scale)
-            for (uint32_t b = 0; b < BB; b++)
-                w[b] *= scale[(size_t)d->stratum[row] * BB + b];
+        sp__eval_boot_row(d, c->key, r0, row, scale, w);
         if (c->ys[jj])
             for (uint32_t b = 0; b < BB; b++)
                 gpos[b] += w[b];
@@ -484,7 +455,7 @@ sp_status sp__eval_multiclass(sp__eval_ctx *c, const sp__eval_data *d) {
             sp__free(perm);
         } else if (rc == SP_OK && bin_row) {
             for (uint64_t i = 0; i < n; i++)
-                bin_row[i] = (uint16_t)bin_of(mc.rows.conf[i], o->ece_bins);
+                bin_row[i] = (uint16_t)sp__eval_bin_of(mc.rows.conf[i], o->ece_bins);
         }
     }
     sp__eval_set_info(c, want_loss ? clipped : 0, w_tot, NAN);
@@ -651,18 +622,7 @@ static void rb_block(void *p, uint32_t r0, uint32_t r1) {
         return;
     }
     for (uint64_t i = 0; i < d->n; i++) {
-        uint32_t rid = d->rowid ? d->rowid[i] : (uint32_t)i;
-        for (uint32_t b = 0; b < BB; b += 2) {
-            uint64_t h = sp__eval_draw(c->key, (r0 + b) >> 1, rid);
-            w[b] = sp__eval_pois((uint32_t)h);
-            w[b + 1] = sp__eval_pois((uint32_t)(h >> 32));
-        }
-        if (d->w)
-            for (uint32_t b = 0; b < BB; b++)
-                w[b] *= d->w[i];
-        if (scale)
-            for (uint32_t b = 0; b < BB; b++)
-                w[b] *= scale[(size_t)d->stratum[i] * BB + b];
+        sp__eval_boot_row(d, c->key, r0, i, scale, w);
         const double y = d->yreal[i], e = y - sp__eval_score(d, i, 0);
         const double ae = fabs(e), ape = ae / fmax(fabs(y), EPS64);
         for (uint32_t b = 0; b < BB; b++) {
