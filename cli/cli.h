@@ -47,6 +47,10 @@ void cli_progress_init(cli_progress *p, const char *what, const char *unit);
 void cli_progress_update(cli_progress *p, uint64_t done, uint64_t total, uint64_t bytes);
 void cli_progress_end(cli_progress *p);
 
+/* Writes path atomically (temp file in the same folder, fsync, rename); prints the error and
+ * returns -1 on failure, 0 on success. */
+int cli_write_atomic(const char *path, const void *data, size_t len);
+
 /* Writes s as a JSON string literal (with quotes) to f. */
 void cli_json_string(FILE *f, const char *s, size_t len);
 
@@ -55,5 +59,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_bench_load(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_transform(int argc, char **argv);
 
 #endif

@@ -12,6 +12,8 @@ static const struct {
     {"inspect", cmd_inspect, "summarize a dataset: samples, shards, columns, labels"},
     {"verify", cmd_verify, "check every checksum of a dataset"},
     {"eval", cmd_eval, "metrics and confidence intervals for stored predictions"},
+    {"predict", cmd_predict, "batch inference with a tree-ensemble model (XGBoost JSON)"},
+    {"transform", cmd_transform, "fit feature transforms (one spec for training and serving)"},
     {"bench-load", cmd_bench_load, "run the loader flat out and report images/s and telemetry"},
 };
 

@@ -8,5 +8,7 @@
 #include "softpipe/ingest.h"
 #include "softpipe/load.h"
 #include "softpipe/shard.h"
+#include "softpipe/transform.h"
+#include "softpipe/tree.h"
 
 #endif

@@ -8,6 +8,7 @@
 #define SOFTPIPE_INGEST_H
 
 #include "core.h"
+#include "shard.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -145,6 +146,15 @@ SP_API int sp_table_column_index(const sp_table *t, const char *name);
  * naming "path:line", the column and the first value that is not a number (a column whose values
  * are all null is not a string column here: it gives all NaN). dst is unspecified on failure. */
 SP_API sp_status sp_table_column_f64(const sp_table *t, size_t col, double *dst, uint64_t cap);
+
+/* The type of column `col`: SP_TYPE_INT64, SP_TYPE_FLOAT64 or SP_TYPE_STRING (shard.h); 0 when t
+ * is NULL or col is out of range. */
+SP_API int sp_table_column_type(const sp_table *t, size_t col);
+
+/* The value of column `col` in row `row` (null: out->is_null). Strings point into the table and
+ * live until sp_table_close. SP_EINVAL for a row or column out of range. Thread-safe. */
+SP_API sp_status sp_table_value(const sp_table *t, uint64_t row, size_t col,
+                                sp_value *out /* OUT */);
 
 /* The 1-based line of the file on which row `row` (0-based) starts, for messages. 0 when t is NULL
  * or row is out of range. */

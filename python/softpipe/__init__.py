@@ -205,6 +205,12 @@ class Loader(_Loader):
 __all__ += ["Loader", "BatchArray"]
 
 
+from .tree import TreeModel  # noqa: E402
+from .transform import Transform  # noqa: E402
+
+__all__ += ["TreeModel", "Transform"]
+
+
 def __getattr__(name):
     # softpipe.metrics is imported on first use, so `import softpipe` does not load NumPy.
     if name == "metrics":

@@ -182,3 +182,16 @@ void sp_table_close(sp_table *t) {
     sp__free(t->path);
     sp__free(t);
 }
+
+int sp_table_column_type(const sp_table *t, size_t col) {
+    return t && col < t->t->n_cols ? (int)t->t->cols[col].type : 0;
+}
+
+sp_status sp_table_value(const sp_table *t, uint64_t row, size_t col, sp_value *out) {
+    if (!t || !out) return sp__fail(SP_EINVAL, "sp_table_value: %s is NULL", t ? "out" : "t");
+    if (col >= t->t->n_cols || row >= t->t->n_rows)
+        return sp__fail(SP_EINVAL, "%s: row %" PRIu64 ", column %zu is out of range", t->path, row,
+                        col);
+    *out = t->t->cols[col].cells[row];
+    return SP_OK;
+}
