@@ -85,8 +85,13 @@ static PyObject *tm_predict(TreeModel *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "output buffer too small");
         goto done;
     }
+    /* rows that overlap (a broadcast row has stride 0) are made contiguous by the Python layer */
     size_t stride = n > 1 ? (size_t)xv.strides[0] / 4 : cols;
-    if (stride < nf) stride = cols;
+    if (stride < cols) {
+        PyErr_SetString(PyExc_ValueError, "X rows overlap (stride smaller than a row); pass "
+                                          "np.ascontiguousarray(X)");
+        goto done;
+    }
     sp_status rc;
     Py_BEGIN_ALLOW_THREADS;
     rc = sp_tree_predict(self->model, (const float *)xv.buf, n, stride, margin, threads,

@@ -44,7 +44,8 @@ class TreeModel(_TreeModel):
             X = X.reshape(1, -1)
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D (rows x features), got {X.ndim} dimensions")
-        if X.dtype != np.float32 or X.strides[1] != 4 or X.strides[0] % 4 or X.strides[0] < 0:
+        if (X.dtype != np.float32 or X.strides[1] != 4 or X.strides[0] % 4
+                or (X.shape[0] > 1 and X.strides[0] < 4 * X.shape[1])):
             X = np.ascontiguousarray(X, dtype=np.float32)
         k = self._num_outputs(bool(margin))
         out = np.empty((X.shape[0], k) if k > 1 else (X.shape[0],), dtype=np.float32)

@@ -5,7 +5,8 @@
  * children, collected on a scratch stack, are copied into `kids` in one block, so element i of an
  * array is kids[a + i]. Numbers are checked against the JSON grammar here and converted only when
  * read. Strings are checked for well-formed escapes and control characters; UTF-8 is passed
- * through. */
+ * through. Beyond RFC 8259, the tokens NaN, Infinity and -Infinity are numbers: XGBoost writes
+ * NaN for the unused threshold of a categorical split. */
 #include "serve_json.h"
 
 #include <stdio.h>
@@ -155,7 +156,7 @@ static sp_status close_container(parser *p, const frame *f) {
         j->kids = k;
         j->cap_k = (uint32_t)cap;
     }
-    memcpy(j->kids + j->nk, p->scratch + f->first_kid, count * sizeof(uint32_t));
+    if (count) memcpy(j->kids + j->nk, p->scratch + f->first_kid, count * sizeof(uint32_t));
     j->v[f->value].a = j->nk;
     j->v[f->value].b = (uint32_t)(f->object ? count / 2 : count);
     j->nk += (uint32_t)count;
@@ -219,7 +220,13 @@ sp_status sp__json_parse(const char *name, const char *text, size_t len, sp__jso
         if (c == '"')
             rc = scan_string(&p, &idx);
         else if (c == '-' || is_digit(c))
-            rc = scan_number(&p, &idx);
+            rc = (p.n - p.i >= 9 && memcmp(text + p.i, "-Infinity", 9) == 0)
+                     ? (rc = push_value(&p, SP__J_NUMBER, (uint32_t)p.i, 9, &idx), p.i += 9, rc)
+                     : scan_number(&p, &idx);
+        else if (p.n - p.i >= 3 && memcmp(text + p.i, "NaN", 3) == 0) /* XGBoost writes NaN */
+            rc = push_value(&p, SP__J_NUMBER, (uint32_t)p.i, 3, &idx), p.i += 3;
+        else if (p.n - p.i >= 8 && memcmp(text + p.i, "Infinity", 8) == 0)
+            rc = push_value(&p, SP__J_NUMBER, (uint32_t)p.i, 8, &idx), p.i += 8;
         else if (p.n - p.i >= 4 && memcmp(text + p.i, "true", 4) == 0)
             rc = push_value(&p, SP__J_TRUE, (uint32_t)p.i, 4, &idx), p.i += 4;
         else if (p.n - p.i >= 5 && memcmp(text + p.i, "false", 5) == 0)

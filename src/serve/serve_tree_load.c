@@ -262,6 +262,9 @@ static sp_status parse_tree(ctx *c, jv jt, const char *base, uint32_t num_featur
         }
         float v = NAN;
         sp__json_float(c->j, sp__json_at(c->j, cond, i), &v); /* float32 from the text */
+        /* a categorical split's threshold is unused (XGBoost writes NaN there) */
+        int cat_node = stype != SP__J_NONE && num_at(c, stype, i) == 1 && t->left[i] >= 0;
+        if (cat_node) v = 0;
         if (!isfinite(v)) {
             snprintf(c->path, sizeof c->path, "%s/split_conditions/%u", base, i);
             return bad(c, "%g is not a finite float32", (double)v);
@@ -376,7 +379,12 @@ sp_status sp__xmodel_parse(const char *name, const char *json, size_t len, sp__x
         goto out;
     }
     float bsf = (float)base_score;
-    if (m.link == SP__LINK_LOGISTIC || !strcmp(m.objective, "binary:logitraw")) {
+    if (!isfinite(bsf)) {
+        snprintf(c.path, sizeof c.path, "learner/learner_model_param/base_score");
+        rc = bad(&c, "%g is not a finite float32", base_score);
+        goto out;
+    }
+    if (m.link == SP__LINK_LOGISTIC) {
         if (!(bsf > 0 && bsf < 1)) {
             snprintf(c.path, sizeof c.path, "learner/learner_model_param/base_score");
             rc = bad(&c, "%g is not a probability in (0, 1)", base_score);
@@ -464,6 +472,11 @@ sp_status sp__xmodel_parse(const char *name, const char *json, size_t len, sp__x
                 break;
             }
             m.trees[i].weight = (float)wv;
+            if (!isfinite(m.trees[i].weight)) {
+                snprintf(c.path, sizeof c.path, "learner/gradient_booster/weight_drop/%u", i);
+                rc = bad(&c, "%g is not a finite float32", wv);
+                break;
+            }
         }
     }
 out:
