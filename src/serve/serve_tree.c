@@ -287,22 +287,46 @@ __attribute__((optimize("no-tree-vectorize"))) static void
 block_perfect(const sp_tree_model *m, const float *xx, size_t nr, float *acc) {
     const uint32_t D = m->depth, G = m->n_groups, stride = 2 * m->num_feature;
     const size_t ni = ((size_t)1 << D) - 1, nl = (size_t)1 << D;
-    uint32_t idx[RB];
     for (uint32_t t = 0; t < m->n_trees; t++) {
         const float *thr = m->pthr + t * ni;
         const uint32_t *fd = m->pfd + t * ni;
         const float *lf = m->pleaves + t * nl - ni; /* indexed by the heap slot */
-        for (size_t r = 0; r < nr; r++)
-            idx[r] = 0;
-        for (uint32_t l = 0; l < D; l++)
-            for (size_t r = 0; r < nr; r++) {
-                const uint32_t n = idx[r];
-                const float v = xx[r * stride + fd[n]];
-                idx[r] = 2 * n + 1 + (uint32_t)(v >= thr[n]);
-            }
         const uint32_t g = m->group[t];
-        for (size_t r = 0; r < nr; r++)
-            acc[r * G + g] += lf[idx[r]];
+        size_t r0 = 0;
+        /* groups of 8 rows whose node indices stay in registers (the tree's nodes stay in L1
+         * from one group to the next) */
+        for (; r0 + 8 <= nr; r0 += 8) {
+            const float *b = xx + r0 * stride;
+            uint32_t i0 = 0, i1 = 0, i2 = 0, i3 = 0, i4 = 0, i5 = 0, i6 = 0, i7 = 0;
+            for (uint32_t l = 0; l < D; l++) {
+#define SP__STEP(i, r) i = 2 * i + 1 + (uint32_t)(b[(r)*stride + fd[i]] >= thr[i])
+                SP__STEP(i0, 0);
+                SP__STEP(i1, 1);
+                SP__STEP(i2, 2);
+                SP__STEP(i3, 3);
+                SP__STEP(i4, 4);
+                SP__STEP(i5, 5);
+                SP__STEP(i6, 6);
+                SP__STEP(i7, 7);
+#undef SP__STEP
+            }
+            float *a = acc + r0 * G + g;
+            a[0] += lf[i0];
+            a[G] += lf[i1];
+            a[2 * G] += lf[i2];
+            a[3 * G] += lf[i3];
+            a[4 * G] += lf[i4];
+            a[5 * G] += lf[i5];
+            a[6 * G] += lf[i6];
+            a[7 * G] += lf[i7];
+        }
+        for (; r0 < nr; r0++) {
+            const float *b = xx + r0 * stride;
+            uint32_t i = 0;
+            for (uint32_t l = 0; l < D; l++)
+                i = 2 * i + 1 + (uint32_t)(b[fd[i]] >= thr[i]);
+            acc[r0 * G + g] += lf[i];
+        }
     }
 }
 
