@@ -133,7 +133,8 @@ static void print_side(const char *name, uint64_t *t, size_t calls, unsigned rou
     printf("], ");
     qsort(t, n, sizeof *t, cmp_u64);
     double sum = 0;
-    for (size_t i = 0; i < n; i++) sum += (double)t[i];
+    for (size_t i = 0; i < n; i++)
+        sum += (double)t[i];
     printf("\"calls\": %zu, \"p50_us\": %.3f, \"p90_us\": %.3f, \"p99_us\": %.3f, "
            "\"mean_us\": %.3f, \"min_us\": %.3f, \"max_us\": %.3f}",
            n, pct(t, n, 50), pct(t, n, 90), pct(t, n, 99), sum / n / 1000.0, t[0] / 1000.0,
@@ -149,9 +150,12 @@ static int cmd_latency(int argc, char **argv) {
     size_t calls = 20000 / 5;
     unsigned rounds = 5;
     for (int i = 7; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--calls")) calls = strtoull(argv[i + 1], NULL, 10);
-        else if (!strcmp(argv[i], "--rounds")) rounds = (unsigned)strtoul(argv[i + 1], NULL, 10);
-        else die("unknown option", argv[i]);
+        if (!strcmp(argv[i], "--calls"))
+            calls = strtoull(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--rounds"))
+            rounds = (unsigned)strtoul(argv[i + 1], NULL, 10);
+        else
+            die("unknown option", argv[i]);
     }
     if (!n_rows || !n_features || !calls || !rounds) die("usage", "zero count");
 
@@ -228,15 +232,18 @@ static int cmd_load(int argc, char **argv) {
     load_xgboost(argv[3]);
     unsigned repeat = 5;
     for (int i = 4; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--repeat")) repeat = (unsigned)strtoul(argv[i + 1], NULL, 10);
-        else die("unknown option", argv[i]);
+        if (!strcmp(argv[i], "--repeat"))
+            repeat = (unsigned)strtoul(argv[i + 1], NULL, 10);
+        else
+            die("unknown option", argv[i]);
     }
     /* Read the file once so that every timed load finds it in the page cache. */
     FILE *f = fopen(model_path, "rb");
     if (!f) die("open", model_path);
     char buf[1 << 16];
     size_t bytes = 0, got;
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0) bytes += got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
+        bytes += got;
     fclose(f);
 
     double *t_sp = calloc(repeat, sizeof *t_sp), *t_xgb = calloc(repeat, sizeof *t_xgb);
@@ -267,9 +274,11 @@ static int cmd_load(int argc, char **argv) {
     printf("{\"file_bytes\": %zu, \"trees\": %u, \"softpipe_layout\": \"%s\", "
            "\"softpipe_mem_bytes\": %zu, \"softpipe_ms\": [",
            bytes, trees, layout, mem);
-    for (unsigned r = 0; r < repeat; r++) printf("%s%.3f", r ? ", " : "", t_sp[r]);
+    for (unsigned r = 0; r < repeat; r++)
+        printf("%s%.3f", r ? ", " : "", t_sp[r]);
     printf("], \"xgboost_ms\": [");
-    for (unsigned r = 0; r < repeat; r++) printf("%s%.3f", r ? ", " : "", t_xgb[r]);
+    for (unsigned r = 0; r < repeat; r++)
+        printf("%s%.3f", r ? ", " : "", t_xgb[r]);
     printf("]}\n");
     free(t_sp);
     free(t_xgb);
