@@ -61,5 +61,8 @@ int cmd_bench_load(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_transform(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
 
 #endif

@@ -2,6 +2,7 @@
 #ifndef SOFTPIPE_H
 #define SOFTPIPE_H
 
+#include "softpipe/cache.h"
 #include "softpipe/core.h"
 #include "softpipe/eval.h"
 #include "softpipe/image.h"

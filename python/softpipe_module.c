@@ -30,6 +30,7 @@ int sppy_loader_init(PyObject *m);    /* softpipe_loader.c */
 int sppy_eval_init(PyObject *m);      /* softpipe_eval.c */
 int sppy_transform_init(PyObject *m); /* softpipe_transform.c */
 int sppy_tree_init(PyObject *m);      /* softpipe_tree.c */
+int sppy_cache_init(PyObject *m);     /* softpipe_cache.c */
 
 static PyObject *DataError; /* softpipe.DataError, a ValueError */
 
@@ -1028,7 +1029,8 @@ PyMODINIT_FUNC PyInit__softpipe(void) {
         PyModule_AddObjectRef(m, "_Dataset", (PyObject *)&DatasetType) < 0 ||
         PyModule_AddObjectRef(m, "Payload", (PyObject *)&PayloadType) < 0 ||
         PyModule_AddStringConstant(m, "__version__", sp_version()) < 0 || sppy_loader_init(m) < 0 ||
-        sppy_eval_init(m) < 0 || sppy_transform_init(m) < 0 || sppy_tree_init(m) < 0) {
+        sppy_eval_init(m) < 0 || sppy_transform_init(m) < 0 || sppy_tree_init(m) < 0 ||
+        sppy_cache_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -213,8 +213,8 @@ __all__ += ["TreeModel", "Transform"]
 
 def __getattr__(name):
     # softpipe.metrics is imported on first use, so `import softpipe` does not load NumPy.
-    if name == "metrics":
+    if name in ("metrics", "cache"):
         import importlib
 
-        return importlib.import_module(".metrics", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'softpipe' has no attribute {name!r}")

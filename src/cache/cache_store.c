@@ -1,0 +1,1194 @@
+/* cache_store.c — the content-addressed store (.softpipe/cache/) and the run cache
+ * (.softpipe/runs/) of a project; docs/cache.md describes both on disk.
+ *
+ *   .softpipe/cache/<2 hex>/<62 hex>       a blob: the bytes of one output file, named by their
+ *                                          sha256, read-only (0444), never modified
+ *   .softpipe/cache/tmp/<pid>-<n>          blobs being written; never read, removed by gc when
+ *                                          their process is gone
+ *   .softpipe/runs/<2 hex>/<62 hex>.json   a stage key's results, oldest first:
+ *       {"results": [{"time": <unix s>, "outputs": [{"path", "digest", "size", "mode"}, ...]}]}
+ *
+ * Invariants (crash safety): a blob or record is only ever made visible by rename() of a
+ * complete, fsynced temporary file, so a name in the store always holds its whole content.
+ * Blobs are written before the record that names them; a record whose blobs are gone is
+ * skipped by lookup and dropped by gc. Restore builds every replacement beside its target
+ * (<target>.sp-tmp-<pid>) and renames it over the target only when all of them are complete,
+ * so a user's file or folder is never gone before its replacement is complete.
+ *
+ * Durability is batched: the first few files of a call are fsynced one by one; past that one
+ * syncfs() covers them all before they are renamed (100,000 fsyncs would dominate a big save or
+ * restore). Hard links write no data, so they need only the directory fsync.
+ *
+ * Threads: restore verifies blobs on sp__ncpu() threads that share only the work list. */
+#define _GNU_SOURCE
+#include "cache_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define COPY_BUF      (1u << 20)
+#define INLINE_FSYNCS 16 /* beyond this many files in one call, one syncfs() instead */
+#define KEEP_RESULTS  16 /* results kept per key by sp__store_record */
+
+static const char hexdig[] = "0123456789abcdef";
+
+/* ---- a set of blob names (32-byte sha256), open addressing keyed by the hash itself */
+
+typedef struct blobset {
+    uint8_t (*k)[32];
+    uint8_t *used;
+    size_t n, cap;
+} blobset;
+
+static void blobset_free(blobset *s) {
+    sp__free(s->k);
+    sp__free(s->used);
+    memset(s, 0, sizeof *s);
+}
+
+static size_t blob_slot(const uint8_t key[32], size_t cap) {
+    uint64_t h;
+    memcpy(&h, key, 8);
+    return (size_t)h & (cap - 1);
+}
+
+static int blobset_has(const blobset *s, const uint8_t key[32]) {
+    if (!s->cap) return 0;
+    for (size_t h = blob_slot(key, s->cap); s->used[h]; h = (h + 1) & (s->cap - 1))
+        if (memcmp(s->k[h], key, 32) == 0) return 1;
+    return 0;
+}
+
+/* Adds key; returns 1 if added, 0 if present, negative status on failure. */
+static int blobset_add(blobset *s, const uint8_t key[32]) {
+    if (2 * (s->n + 1) > s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 1024;
+        uint8_t(*nk)[32] = sp__malloc(ncap * 32);
+        uint8_t *nu = sp__calloc(ncap, 1);
+        if (!nk || !nu) {
+            sp__free(nk);
+            sp__free(nu);
+            return sp__fail(SP_ENOMEM, "out of memory for the set of blobs");
+        }
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->used[i]) continue;
+            size_t h = blob_slot(s->k[i], ncap);
+            while (nu[h])
+                h = (h + 1) & (ncap - 1);
+            memcpy(nk[h], s->k[i], 32);
+            nu[h] = 1;
+        }
+        sp__free(s->k);
+        sp__free(s->used);
+        s->k = nk;
+        s->used = nu;
+        s->cap = ncap;
+    }
+    size_t h = blob_slot(key, s->cap);
+    for (; s->used[h]; h = (h + 1) & (s->cap - 1))
+        if (memcmp(s->k[h], key, 32) == 0) return 0;
+    memcpy(s->k[h], key, 32);
+    s->used[h] = 1;
+    s->n++;
+    return 1;
+}
+
+/* ---- the store */
+
+struct sp__store {
+    char *root;       /* project root */
+    char *cache_dir;  /* <root>/.softpipe/cache */
+    char *tmp_dir;    /* <root>/.softpipe/cache/tmp */
+    char *runs_dir;   /* <root>/.softpipe/runs */
+    blobset verified; /* blobs whose content was hashed by this process (saved or verified) */
+    uint64_t tmp_counter;
+    int reflink_off;  /* FICLONE failed with "not supported" once: stop trying */
+    int hardlink_off; /* link() failed with EXDEV/EPERM once */
+};
+
+static int unhex(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int parse_digest(const char *d, uint8_t raw[32]) {
+    if (strncmp(d, "sha256:", 7) != 0) return -1;
+    d += 7;
+    for (int i = 0; i < 64; i++) {
+        int v = unhex(d[i]);
+        if (v < 0) return -1;
+        if (i & 1)
+            raw[i / 2] = (uint8_t)(raw[i / 2] | v);
+        else
+            raw[i / 2] = (uint8_t)(v << 4);
+    }
+    return d[64] == '\0' ? 0 : -1;
+}
+
+static void raw_hex(const uint8_t raw[32], char hex[65]) {
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = hexdig[raw[i] >> 4];
+        hex[2 * i + 1] = hexdig[raw[i] & 15];
+    }
+    hex[64] = '\0';
+}
+
+/* <cache>/<ab>/<cdef...> into buf. */
+static void blob_path(const sp__store *st, const uint8_t raw[32], char *buf, size_t cap) {
+    char hex[65];
+    raw_hex(raw, hex);
+    snprintf(buf, cap, "%s/%.2s/%s", st->cache_dir, hex, hex + 2);
+}
+
+static sp_status mkdir_ok(const char *path) {
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return sp__fail_errno(SP_EIO, errno, "%s: cannot create folder", path);
+    return SP_OK;
+}
+
+sp_status sp__store_open(const char *project_root, sp__store **out) {
+    *out = NULL;
+    sp__store *st = sp__calloc(1, sizeof *st);
+    if (!st) return sp__fail(SP_ENOMEM, "out of memory opening the cache");
+    st->root = sp__strdup(project_root);
+    st->cache_dir = sp__path_join(project_root, ".softpipe/cache");
+    st->tmp_dir = sp__path_join(project_root, ".softpipe/cache/tmp");
+    st->runs_dir = sp__path_join(project_root, ".softpipe/runs");
+    char *sp_dir = sp__path_join(project_root, ".softpipe");
+    if (!st->root || !st->cache_dir || !st->tmp_dir || !st->runs_dir || !sp_dir) {
+        sp__free(sp_dir);
+        sp__store_close(st);
+        return sp__fail(SP_ENOMEM, "out of memory opening the cache");
+    }
+    sp_status rc = mkdir_ok(sp_dir);
+    if (rc == SP_OK) rc = mkdir_ok(st->cache_dir);
+    if (rc == SP_OK) rc = mkdir_ok(st->tmp_dir);
+    if (rc == SP_OK) rc = mkdir_ok(st->runs_dir);
+    sp__free(sp_dir);
+    if (rc != SP_OK) {
+        sp__store_close(st);
+        return rc;
+    }
+    if (getenv("SP_CACHE_NO_REFLINK")) st->reflink_off = 1;
+    *out = st;
+    return SP_OK;
+}
+
+void sp__store_close(sp__store *st) {
+    if (!st) return;
+    sp__free(st->root);
+    sp__free(st->cache_dir);
+    sp__free(st->tmp_dir);
+    sp__free(st->runs_dir);
+    blobset_free(&st->verified);
+    sp__free(st);
+}
+
+void sp__manifest_free(sp__manifest *m) {
+    if (!m) return;
+    for (size_t i = 0; i < m->n; i++)
+        sp__free(m->e[i].path);
+    sp__free(m->e);
+    m->e = NULL;
+    m->n = 0;
+}
+
+static sp_status manifest_push(sp__manifest *m, size_t *cap, const char *path) {
+    if (m->n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        sp__manifest_entry *ne = sp__realloc(m->e, ncap * sizeof *ne);
+        if (!ne) return sp__fail(SP_ENOMEM, "out of memory for a manifest");
+        m->e = ne;
+        *cap = ncap;
+    }
+    sp__manifest_entry *e = &m->e[m->n];
+    memset(e, 0, sizeof *e);
+    e->path = sp__strdup(path);
+    if (!e->path) return sp__fail(SP_ENOMEM, "out of memory for a manifest");
+    m->n++;
+    return SP_OK;
+}
+
+static int entry_cmp(const void *a, const void *b) {
+    return strcmp(((const sp__manifest_entry *)a)->path, ((const sp__manifest_entry *)b)->path);
+}
+
+/* ---- durability batching */
+
+typedef struct pending {
+    char (*tmp)[64]; /* names inside tmp_dir */
+    uint8_t (*blob)[32];
+    size_t n, cap;
+    size_t n_inline; /* files fsynced one by one so far */
+    uint8_t fanout_touched[256];
+} pending;
+
+static void pending_free(pending *p) {
+    sp__free(p->tmp);
+    sp__free(p->blob);
+}
+
+/* ---- save */
+
+/* Renames the complete, durable temporary `tmp` to the blob `raw`. */
+static sp_status blob_commit(sp__store *st, const char *tmp, const uint8_t raw[32], pending *p) {
+    char path[4096], dir[4096];
+    blob_path(st, raw, path, sizeof path);
+    snprintf(dir, sizeof dir, "%s/%c%c", st->cache_dir, hexdig[raw[0] >> 4], hexdig[raw[0] & 15]);
+    if (!p->fanout_touched[raw[0]]) SP_TRY(mkdir_ok(dir));
+    if (rename(tmp, path) != 0) return sp__fail_errno(SP_EIO, errno, "%s: cannot rename", tmp);
+    p->fanout_touched[raw[0]] = 1;
+    return SP_OK;
+}
+
+/* Copies (or reflinks) one file into a new temporary blob, hashing the bytes written. */
+static sp_status ingest_file(sp__store *st, const char *src, sp__manifest_entry *e, pending *p,
+                             uint8_t *buf) {
+    int in = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (in < 0) return sp__fail_errno(SP_EIO, errno, "%s: cannot open", src);
+    struct stat sst;
+    if (fstat(in, &sst) != 0) {
+        int err = errno;
+        close(in);
+        return sp__fail_errno(SP_EIO, err, "%s: cannot stat", src);
+    }
+    e->mode = (sst.st_mode & S_IXUSR) ? 0755 : 0644;
+    (void)posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
+    char name[64], tmp[4096];
+    snprintf(name, sizeof name, "%d-%llu", (int)getpid(), (unsigned long long)st->tmp_counter++);
+    snprintf(tmp, sizeof tmp, "%s/%s", st->tmp_dir, name);
+    int out = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        int err = errno;
+        close(in);
+        return sp__fail_errno(SP_EIO, err, "%s: cannot create", tmp);
+    }
+    sp_status rc = SP_OK;
+    sp__sha256 h;
+    rc = sp__sha256_init(&h);
+    uint64_t size = 0;
+    int cloned = 0;
+    if (rc == SP_OK && !st->reflink_off) {
+        if (ioctl(out, FICLONE, in) == 0)
+            cloned = 1;
+        else if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EXDEV || errno == EINVAL ||
+                 errno == ENOSYS)
+            st->reflink_off = 1;
+    }
+    /* The digest is of the bytes now in the temporary file (read back after a clone), so the
+     * blob always matches its name even if the source changes meanwhile. */
+    int rfd = cloned ? out : in;
+    while (rc == SP_OK) {
+        ssize_t r = pread(rfd, buf, COPY_BUF, (off_t)size);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            rc = sp__fail_errno(SP_EIO, errno, "%s: read failed", cloned ? tmp : src);
+            break;
+        }
+        if (r == 0) break;
+        sp__sha256_update(&h, buf, (size_t)r);
+        if (!cloned) rc = sp__write_all(out, buf, (size_t)r, tmp);
+        size += (uint64_t)r;
+    }
+    close(in);
+    char hex[65];
+    if (rc == SP_OK) {
+        sp__sha256_final(&h, hex);
+    } else {
+        sp__sha256_free(&h);
+        close(out);
+        unlink(tmp);
+        return rc;
+    }
+    snprintf(e->digest, sizeof e->digest, "sha256:%s", hex);
+    e->size = size;
+    uint8_t raw[32];
+    parse_digest(e->digest, raw);
+    char path[4096];
+    blob_path(st, raw, path, sizeof path);
+    struct stat bst;
+    if (blobset_has(&st->verified, raw) ||
+        (lstat(path, &bst) == 0 && S_ISREG(bst.st_mode) && (uint64_t)bst.st_size == size)) {
+        close(out);
+        unlink(tmp); /* the store already has it */
+        return SP_OK;
+    }
+    if (fchmod(out, 0444) != 0) rc = sp__fail_errno(SP_EIO, errno, "%s: cannot chmod", tmp);
+    if (rc == SP_OK && p->n_inline < INLINE_FSYNCS) {
+        if (fsync(out) != 0) rc = sp__fail_errno(SP_EIO, errno, "%s: fsync failed", tmp);
+        if (close(out) != 0 && rc == SP_OK)
+            rc = sp__fail_errno(SP_EIO, errno, "%s: close failed", tmp);
+        p->n_inline++;
+        if (rc == SP_OK) rc = blob_commit(st, tmp, raw, p);
+    } else if (rc == SP_OK) {
+        if (close(out) != 0) rc = sp__fail_errno(SP_EIO, errno, "%s: close failed", tmp);
+        if (rc == SP_OK && p->n == p->cap) {
+            size_t ncap = p->cap ? p->cap * 2 : 256;
+            char(*nt)[64] = sp__realloc(p->tmp, ncap * 64);
+            if (nt) p->tmp = nt;
+            uint8_t(*nb)[32] = nt ? sp__realloc(p->blob, ncap * 32) : NULL;
+            if (nb) p->blob = nb;
+            if (!nt || !nb)
+                rc = sp__fail(SP_ENOMEM, "out of memory");
+            else
+                p->cap = ncap;
+        }
+        if (rc == SP_OK) {
+            memcpy(p->tmp[p->n], name, sizeof name);
+            memcpy(p->blob[p->n], raw, 32);
+            p->n++;
+        }
+    } else {
+        close(out);
+    }
+    if (rc != SP_OK) {
+        unlink(tmp);
+        return rc;
+    }
+    int added = blobset_add(&st->verified, raw);
+    return added < 0 ? (sp_status)added : SP_OK;
+}
+
+/* Lists the files of output `rel` (a file or folder, recursively) into m. */
+static sp_status list_output(const char *root, const char *rel, sp__manifest *m, size_t *cap,
+                             int top) {
+    char *abs = sp__path_join(root, rel);
+    if (!abs) return sp__fail(SP_ENOMEM, "out of memory");
+    struct stat sst;
+    sp_status rc = SP_OK;
+    if (stat(abs, &sst) != 0) {
+        if (top && (errno == ENOENT || errno == ENOTDIR))
+            rc = sp__fail(SP_EBADINPUT, "output '%s' was not created by the stage", rel);
+        else
+            rc = sp__fail_errno(SP_EIO, errno, "%s: cannot stat", abs);
+    } else if (S_ISREG(sst.st_mode)) {
+        rc = manifest_push(m, cap, rel);
+    } else if (S_ISDIR(sst.st_mode)) {
+        struct stat lst;
+        if (!top && lstat(abs, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+            rc = sp__fail(SP_EUNSUPPORTED,
+                          "output '%s': a symlink to a folder inside an output cannot be cached",
+                          rel);
+        } else {
+            DIR *d = opendir(abs);
+            if (!d) rc = sp__fail_errno(SP_EIO, errno, "%s: cannot read folder", abs);
+            struct dirent *de;
+            while (d && rc == SP_OK && (de = readdir(d)) != NULL) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+                char *sub = sp__path_join(rel, de->d_name);
+                if (!sub) {
+                    rc = sp__fail(SP_ENOMEM, "out of memory");
+                    break;
+                }
+                rc = list_output(root, sub, m, cap, 0);
+                sp__free(sub);
+            }
+            if (d) closedir(d);
+        }
+    } else {
+        rc = sp__fail(SP_EUNSUPPORTED, "output '%s': not a regular file or folder", rel);
+    }
+    sp__free(abs);
+    return rc;
+}
+
+sp_status sp__store_save_outputs(sp__store *st, char *const *outs, size_t n_outs, sp__manifest *m) {
+    m->e = NULL;
+    m->n = 0;
+    size_t cap = 0;
+    sp_status rc = SP_OK;
+    for (size_t i = 0; i < n_outs && rc == SP_OK; i++)
+        rc = list_output(st->root, outs[i], m, &cap, 1);
+    if (rc != SP_OK) {
+        sp__manifest_free(m);
+        return rc;
+    }
+    if (m->n) qsort(m->e, m->n, sizeof *m->e, entry_cmp);
+    pending p = {0};
+    uint8_t *buf = sp__malloc(COPY_BUF);
+    if (!buf) rc = sp__fail(SP_ENOMEM, "out of memory for a copy buffer");
+    for (size_t i = 0; i < m->n && rc == SP_OK; i++) {
+        char *src = sp__path_join(st->root, m->e[i].path);
+        if (!src) {
+            rc = sp__fail(SP_ENOMEM, "out of memory");
+            break;
+        }
+        rc = ingest_file(st, src, &m->e[i], &p, buf);
+        sp__free(src);
+    }
+    sp__free(buf);
+    char tmp[4096];
+    if (rc == SP_OK && p.n) {
+        int fd = open(st->tmp_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || syncfs(fd) != 0)
+            rc = sp__fail_errno(SP_EIO, errno, "%s: syncfs failed", st->tmp_dir);
+        if (fd >= 0) close(fd);
+        for (size_t i = 0; i < p.n && rc == SP_OK; i++) {
+            snprintf(tmp, sizeof tmp, "%s/%s", st->tmp_dir, p.tmp[i]);
+            rc = blob_commit(st, tmp, p.blob[i], &p);
+        }
+    }
+    /* The renames are durable once their folders are fsynced. */
+    for (int b = 0; b < 256 && rc == SP_OK; b++) {
+        if (!p.fanout_touched[b]) continue;
+        snprintf(tmp, sizeof tmp, "%s/%c%c", st->cache_dir, hexdig[b >> 4], hexdig[b & 15]);
+        rc = sp__fsync_dir(tmp);
+    }
+    if (rc == SP_OK) rc = sp__fsync_dir(st->cache_dir);
+    if (rc != SP_OK) {
+        for (size_t i = 0; i < p.n; i++) { /* temps not yet renamed (unlink of renamed fails) */
+            snprintf(tmp, sizeof tmp, "%s/%s", st->tmp_dir, p.tmp[i]);
+            unlink(tmp);
+        }
+        blobset_free(&st->verified); /* may name blobs that never made it */
+        sp__manifest_free(m);
+    }
+    pending_free(&p);
+    return rc;
+}
+
+/* ---- the run cache */
+
+static sp_status record_path(const sp__store *st, const char *key, char *buf, size_t cap, char *dir,
+                             size_t dcap) {
+    size_t n = strlen(key);
+    int ok = n == 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (key[i] >= '0' && key[i] <= '9') || (key[i] >= 'a' && key[i] <= 'f');
+    if (!ok) return sp__fail(SP_EINVAL, "key: expected 64 lowercase hex digits, got '%s'", key);
+    snprintf(buf, cap, "%s/%.2s/%s.json", st->runs_dir, key, key + 2);
+    if (dir) snprintf(dir, dcap, "%s/%.2s", st->runs_dir, key);
+    return SP_OK;
+}
+
+/* A project-relative path as the loader makes them: not empty, not absolute, no "." or ".."
+ * components, no empty components. */
+static int safe_rel_path(const char *p) {
+    if (!*p || *p == '/') return 0;
+    for (const char *c = p; *c;) {
+        const char *e = strchr(c, '/');
+        size_t n = e ? (size_t)(e - c) : strlen(c);
+        if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.')) return 0;
+        c += n;
+        if (*c == '/') c++;
+        if (e && !*c) return 0;
+    }
+    return 1;
+}
+
+/* Parses one result's "outputs" into m (validated). */
+static sp_status parse_result(const json_t *res, const char *file, size_t idx, sp__manifest *m) {
+    m->e = NULL;
+    m->n = 0;
+    const json_t *outs = json_is_object(res) ? json_object_get(res, "outputs") : NULL;
+    if (!json_is_array(outs))
+        return sp__fail(SP_ECORRUPT, "%s: result %zu: expected an object with an \"outputs\" list",
+                        file, idx);
+    size_t cap = 0, i;
+    const json_t *o;
+    json_array_foreach(outs, i, o) {
+        const char *path = json_string_value(json_object_get(o, "path"));
+        const char *dig = json_string_value(json_object_get(o, "digest"));
+        const json_t *size = json_object_get(o, "size"), *mode = json_object_get(o, "mode");
+        uint8_t raw[32];
+        if (!path || !safe_rel_path(path) || !dig || parse_digest(dig, raw) != 0 ||
+            !json_is_integer(size) || json_integer_value(size) < 0 || !json_is_integer(mode) ||
+            (json_integer_value(mode) != 0644 && json_integer_value(mode) != 0755)) {
+            sp__manifest_free(m);
+            return sp__fail(SP_ECORRUPT,
+                            "%s: result %zu, output %zu: expected {\"path\": a relative path, "
+                            "\"digest\": \"sha256:<64 hex>\", \"size\": >= 0, \"mode\": 420 or "
+                            "493}",
+                            file, idx, i);
+        }
+        sp_status rc = manifest_push(m, &cap, path);
+        if (rc != SP_OK) {
+            sp__manifest_free(m);
+            return rc;
+        }
+        sp__manifest_entry *e = &m->e[m->n - 1];
+        snprintf(e->digest, sizeof e->digest, "%s", dig);
+        e->size = (uint64_t)json_integer_value(size);
+        e->mode = (uint32_t)json_integer_value(mode);
+    }
+    return SP_OK;
+}
+
+static json_t *manifest_json(const sp__manifest *m) {
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < m->n; i++) {
+        json_t *o =
+            json_pack("{s:s, s:s, s:I, s:i}", "path", m->e[i].path, "digest", m->e[i].digest,
+                      "size", (json_int_t)m->e[i].size, "mode", (int)m->e[i].mode);
+        if (!o || json_array_append_new(arr, o) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+/* Loads a record: *doc is NULL when there is none. A record that is not valid JSON of the
+ * expected shape is SP_ECORRUPT. */
+static sp_status record_load(const char *path, json_t **doc) {
+    *doc = NULL;
+    uint8_t *data;
+    size_t len;
+    sp_status rc = sp__read_file(path, &data, &len);
+    if (rc == SP_ENOTFOUND) {
+        sp__errmsg_clear();
+        return SP_OK;
+    }
+    SP_TRY(rc);
+    json_error_t jerr;
+    json_t *d = json_loadb((const char *)data, len, 0, &jerr);
+    sp__free(data);
+    if (!d) return sp__fail(SP_ECORRUPT, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
+    if (!json_is_array(json_object_get(d, "results"))) {
+        json_decref(d);
+        return sp__fail(SP_ECORRUPT, "%s: expected an object with a \"results\" list", path);
+    }
+    *doc = d;
+    return SP_OK;
+}
+
+static sp_status record_write(const char *path, const char *dir, json_t *doc) {
+    char *text = json_dumps(doc, JSON_COMPACT);
+    if (!text) return sp__fail(SP_ENOMEM, "%s: out of memory writing the record", path);
+    sp_status rc = mkdir_ok(dir);
+    if (rc == SP_OK) rc = sp__file_commit(path, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static int manifest_equal(const sp__manifest *a, const sp__manifest *b) {
+    if (a->n != b->n) return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->e[i].path, b->e[i].path) || strcmp(a->e[i].digest, b->e[i].digest) ||
+            a->e[i].mode != b->e[i].mode || a->e[i].size != b->e[i].size)
+            return 0;
+    return 1;
+}
+
+sp_status sp__store_record(sp__store *st, const char *key, const sp__manifest *m) {
+    char path[4096], dir[4096];
+    SP_TRY(record_path(st, key, path, sizeof path, dir, sizeof dir));
+    json_t *doc;
+    sp_status rc = record_load(path, &doc);
+    if (rc == SP_ECORRUPT) { /* an unreadable record is replaced: the cache is advisory */
+        sp__errmsg_clear();
+        doc = NULL;
+    } else if (rc != SP_OK) {
+        return rc;
+    }
+    if (!doc) doc = json_pack("{s:[]}", "results");
+    json_t *results = doc ? json_object_get(doc, "results") : NULL;
+    json_t *outs = manifest_json(m);
+    json_t *res =
+        outs ? json_pack("{s:I, s:o}", "time", (json_int_t)time(NULL), "outputs", outs) : NULL;
+    if (!results || !res) {
+        json_decref(res);
+        json_decref(doc);
+        return sp__fail(SP_ENOMEM, "%s: out of memory", path);
+    }
+    /* The same outputs again (a deterministic stage re-run) move to the end, not duplicated. */
+    for (size_t i = json_array_size(results); i-- > 0;) {
+        sp__manifest old;
+        if (parse_result(json_array_get(results, i), path, i, &old) != SP_OK) {
+            sp__errmsg_clear();
+            json_array_remove(results, i);
+            continue;
+        }
+        if (manifest_equal(&old, m)) json_array_remove(results, i);
+        sp__manifest_free(&old);
+    }
+    if (json_array_append_new(results, res) != 0) {
+        json_decref(doc);
+        return sp__fail(SP_ENOMEM, "%s: out of memory", path);
+    }
+    while (json_array_size(results) > KEEP_RESULTS)
+        json_array_remove(results, 0);
+    rc = record_write(path, dir, doc);
+    json_decref(doc);
+    return rc;
+}
+
+static int blobs_present(const sp__store *st, const sp__manifest *m) {
+    char path[4096];
+    for (size_t i = 0; i < m->n; i++) {
+        uint8_t raw[32];
+        struct stat bst;
+        if (parse_digest(m->e[i].digest, raw) != 0) return 0;
+        blob_path(st, raw, path, sizeof path);
+        if (stat(path, &bst) != 0 || (uint64_t)bst.st_size != m->e[i].size) return 0;
+    }
+    return 1;
+}
+
+sp_status sp__store_lookup(sp__store *st, const char *key, sp__manifest *m) {
+    m->e = NULL;
+    m->n = 0;
+    char path[4096];
+    SP_TRY(record_path(st, key, path, sizeof path, NULL, 0));
+    json_t *doc;
+    SP_TRY(record_load(path, &doc));
+    if (!doc) return sp__fail(SP_ENOTFOUND, "key %s: not in the run cache", key);
+    json_t *results = json_object_get(doc, "results");
+    sp_status rc = SP_ENOTFOUND;
+    for (size_t i = json_array_size(results); i-- > 0;) {
+        rc = parse_result(json_array_get(results, i), path, i, m);
+        if (rc != SP_OK) break;
+        if (blobs_present(st, m)) break;
+        sp__manifest_free(m);
+        rc = SP_ENOTFOUND;
+    }
+    json_decref(doc);
+    if (rc == SP_ENOTFOUND)
+        return sp__fail(SP_ENOTFOUND, "key %s: no recorded result has all its blobs", key);
+    return rc;
+}
+
+/* ---- restore */
+
+typedef struct verify_job {
+    sp__store *st;
+    uint8_t (*blob)[32];
+    uint64_t *size;
+    size_t n;
+    _Atomic size_t next;
+    _Atomic int failed;
+    uint8_t *ok;
+} verify_job;
+
+/* 0 if the blob exists with the expected size and digest; else a status (message set). */
+static sp_status verify_blob(const sp__store *st, const uint8_t raw[32], uint64_t size,
+                             uint8_t *buf, size_t cap) {
+    char path[4096];
+    blob_path(st, raw, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return sp__fail_errno(errno == ENOENT ? SP_ENOTFOUND : SP_EIO, errno,
+                              "%s: cannot open blob", path);
+    sp__sha256 h;
+    sp_status rc = sp__sha256_init(&h);
+    uint64_t got = 0;
+    while (rc == SP_OK) {
+        ssize_t r = read(fd, buf, cap);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            rc = sp__fail_errno(SP_EIO, errno, "%s: read failed", path);
+            break;
+        }
+        if (r == 0) break;
+        sp__sha256_update(&h, buf, (size_t)r);
+        got += (uint64_t)r;
+    }
+    close(fd);
+    if (rc != SP_OK) {
+        sp__sha256_free(&h);
+        return rc;
+    }
+    char hex[65], want[65];
+    sp__sha256_final(&h, hex);
+    raw_hex(raw, want);
+    if (strcmp(hex, want) != 0 || got != size)
+        return sp__fail(SP_ECORRUPT,
+                        "%s: corrupt blob: content hashes to sha256:%s (%llu bytes), expected "
+                        "sha256:%s (%llu bytes); delete it and run the stage again",
+                        path, hex, (unsigned long long)got, want, (unsigned long long)size);
+    return SP_OK;
+}
+
+static void verify_worker(void *ctx, int t, int n_threads) {
+    (void)t;
+    (void)n_threads;
+    verify_job *j = ctx;
+    uint8_t *buf = sp__malloc(COPY_BUF / 4);
+    if (!buf) return;
+    for (;;) {
+        if (atomic_load(&j->failed)) break;
+        size_t i = atomic_fetch_add(&j->next, 1);
+        if (i >= j->n) break;
+        if (verify_blob(j->st, j->blob[i], j->size[i], buf, COPY_BUF / 4) != SP_OK) {
+            atomic_store(&j->failed, 1);
+            break;
+        }
+        j->ok[i] = 1;
+    }
+    sp__free(buf);
+}
+
+/* Hashes every distinct blob of m not yet verified by this process. */
+static sp_status verify_all(sp__store *st, const sp__manifest *m) {
+    verify_job j = {0};
+    j.st = st;
+    blobset seen = {0};
+    sp_status rc = SP_OK;
+    j.blob = sp__malloc((m->n ? m->n : 1) * 32);
+    j.size = sp__malloc((m->n ? m->n : 1) * sizeof *j.size);
+    j.ok = sp__calloc(m->n ? m->n : 1, 1);
+    if (!j.blob || !j.size || !j.ok) rc = sp__fail(SP_ENOMEM, "out of memory verifying blobs");
+    for (size_t i = 0; i < m->n && rc == SP_OK; i++) {
+        uint8_t raw[32];
+        if (parse_digest(m->e[i].digest, raw) != 0) {
+            rc = sp__fail(SP_EINVAL, "manifest entry '%s': bad digest '%s'", m->e[i].path,
+                          m->e[i].digest);
+            break;
+        }
+        if (blobset_has(&st->verified, raw)) continue;
+        int added = blobset_add(&seen, raw);
+        if (added < 0) rc = (sp_status)added;
+        if (added <= 0) continue;
+        memcpy(j.blob[j.n], raw, 32);
+        j.size[j.n++] = m->e[i].size;
+    }
+    if (rc == SP_OK && j.n >= 64 && sp__ncpu() > 1)
+        sp__parallel(sp__ncpu() < 8 ? sp__ncpu() : 8, verify_worker, &j);
+    uint8_t *buf = NULL;
+    for (size_t i = 0; i < j.n && rc == SP_OK; i++) {
+        if (!j.ok[i]) {
+            if (!buf && !(buf = sp__malloc(COPY_BUF / 4))) {
+                rc = sp__fail(SP_ENOMEM, "out of memory verifying blobs");
+                break;
+            }
+            rc = verify_blob(st, j.blob[i], j.size[i], buf, COPY_BUF / 4);
+        }
+        if (rc == SP_OK) {
+            int added = blobset_add(&st->verified, j.blob[i]);
+            if (added < 0) rc = (sp_status)added;
+        }
+    }
+    sp__free(buf);
+    blobset_free(&seen);
+    sp__free(j.blob);
+    sp__free(j.size);
+    sp__free(j.ok);
+    return rc;
+}
+
+typedef enum { FORCE_NONE, FORCE_HARDLINK, FORCE_COPY } force_method;
+
+typedef struct restore_ctx {
+    sp__store *st;
+    force_method force;
+    const char *method;
+    size_t n_inline;
+    int need_syncfs;
+    uint8_t *buf;
+} restore_ctx;
+
+/* Places blob `raw` at `dst` (which must not exist) with `mode`. */
+static sp_status place_file(restore_ctx *rc_, const sp__manifest_entry *e, const char *dst) {
+    sp__store *st = rc_->st;
+    uint8_t raw[32];
+    parse_digest(e->digest, raw);
+    char blob[4096];
+    blob_path(st, raw, blob, sizeof blob);
+retry:;
+    /* A hard link shares the blob's inode, so it is read-only (0444) and cannot carry an
+     * executable bit: only 0644 files are linked. */
+    if (rc_->force != FORCE_COPY && (st->reflink_off || rc_->force == FORCE_HARDLINK) &&
+        !st->hardlink_off && e->mode == 0644) {
+        if (link(blob, dst) == 0) {
+            rc_->method = "hardlink";
+            return SP_OK;
+        }
+        if (errno == EXDEV || errno == EPERM || errno == ENOSYS || errno == EOPNOTSUPP)
+            st->hardlink_off = 1;
+        else if (errno != EMLINK)
+            return sp__fail_errno(SP_EIO, errno, "%s: cannot link to %s", dst, blob);
+    }
+    int in = open(blob, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (in < 0) return sp__fail_errno(SP_EIO, errno, "%s: cannot open blob", blob);
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        int err = errno;
+        close(in);
+        return sp__fail_errno(SP_EIO, err, "%s: cannot create", dst);
+    }
+    sp_status rc = SP_OK;
+    int cloned = 0;
+    if (rc_->force == FORCE_NONE && !st->reflink_off) {
+        if (ioctl(out, FICLONE, in) == 0)
+            cloned = 1;
+        else if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EXDEV || errno == EINVAL ||
+                 errno == ENOSYS) {
+            /* No reflinks here: start over, so this file may be hard linked like the rest. */
+            st->reflink_off = 1;
+            close(in);
+            close(out);
+            unlink(dst);
+            goto retry;
+        }
+    }
+    if (!cloned) {
+        if (!rc_->buf && !(rc_->buf = sp__malloc(COPY_BUF)))
+            rc = sp__fail(SP_ENOMEM, "out of memory for a copy buffer");
+        while (rc == SP_OK) {
+            ssize_t r = read(in, rc_->buf, COPY_BUF);
+            if (r < 0) {
+                if (errno == EINTR) continue;
+                rc = sp__fail_errno(SP_EIO, errno, "%s: read failed", blob);
+                break;
+            }
+            if (r == 0) break;
+            rc = sp__write_all(out, rc_->buf, (size_t)r, dst);
+        }
+    }
+    close(in);
+    if (rc == SP_OK && fchmod(out, e->mode) != 0)
+        rc = sp__fail_errno(SP_EIO, errno, "%s: cannot chmod", dst);
+    if (rc == SP_OK) {
+        if (rc_->n_inline < INLINE_FSYNCS) {
+            if (fsync(out) != 0) rc = sp__fail_errno(SP_EIO, errno, "%s: fsync failed", dst);
+            rc_->n_inline++;
+        } else {
+            rc_->need_syncfs = 1;
+        }
+    }
+    if (close(out) != 0 && rc == SP_OK) rc = sp__fail_errno(SP_EIO, errno, "%s: close failed", dst);
+    if (rc != SP_OK) {
+        unlink(dst);
+        return rc;
+    }
+    rc_->method = cloned ? "reflink" : "copy";
+    return SP_OK;
+}
+
+static int under(const char *path, const char *out) {
+    size_t n = strlen(out);
+    return strncmp(path, out, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* mkdir -p of the folders of `rel` below `base` (base exists). */
+static sp_status make_parents(const char *base, const char *rel, sp__buf *dirs) {
+    char path[4096];
+    int bl = snprintf(path, sizeof path, "%s/%s", base, rel);
+    if (bl >= (int)sizeof path) return sp__fail(SP_EINVAL, "%s/%s: path too long", base, rel);
+    size_t blen = strlen(base);
+    for (char *c = path + blen + 1; (c = strchr(c, '/')) != NULL; c++) {
+        *c = '\0';
+        if (mkdir(path, 0755) == 0) {
+            SP_TRY(sp__buf_append(dirs, path, strlen(path) + 1));
+        } else if (errno != EEXIST) {
+            return sp__fail_errno(SP_EIO, errno, "%s: cannot create folder", path);
+        }
+        *c = '/';
+    }
+    return SP_OK;
+}
+
+sp_status sp__store_restore(sp__store *st, char *const *outs, size_t n_outs, const sp__manifest *m,
+                            const char **method) {
+    if (method) *method = NULL;
+    for (size_t i = 0; i < m->n; i++) {
+        int found = 0;
+        for (size_t k = 0; k < n_outs && !found; k++)
+            found = under(m->e[i].path, outs[k]);
+        if (!found || !safe_rel_path(m->e[i].path))
+            return sp__fail(SP_EINVAL, "manifest entry '%s' is not inside any declared output",
+                            m->e[i].path);
+    }
+    SP_TRY(verify_all(st, m));
+
+    restore_ctx rc_ = {0};
+    rc_.st = st;
+    const char *force = getenv("SP_CACHE_RESTORE_METHOD");
+    rc_.force = !force                       ? FORCE_NONE
+                : !strcmp(force, "copy")     ? FORCE_COPY
+                : !strcmp(force, "hardlink") ? FORCE_HARDLINK
+                                             : FORCE_NONE;
+    char **tmps = sp__calloc(n_outs ? n_outs : 1, sizeof *tmps);
+    sp__buf dirs = {0}; /* NUL-separated folders created in the new trees, to fsync */
+    sp_status rc = tmps ? SP_OK : sp__fail(SP_ENOMEM, "out of memory restoring outputs");
+    int pid = (int)getpid();
+    /* 1. Build every replacement beside its target. */
+    for (size_t k = 0; k < n_outs && rc == SP_OK; k++) {
+        char *target = sp__path_join(st->root, outs[k]);
+        size_t tl = target ? strlen(target) + 32 : 0;
+        tmps[k] = target ? sp__malloc(tl) : NULL;
+        if (!tmps[k]) {
+            sp__free(target);
+            rc = sp__fail(SP_ENOMEM, "out of memory restoring outputs");
+            break;
+        }
+        snprintf(tmps[k], tl, "%s.sp-tmp-%d", target, pid);
+        sp__remove_tree(tmps[k]); /* a leftover of a crashed restore by a process of our pid */
+        rc = make_parents(st->root, outs[k], &dirs);
+        size_t first = m->n, count = 0;
+        for (size_t i = 0; i < m->n; i++)
+            if (under(m->e[i].path, outs[k])) {
+                if (first == m->n) first = i;
+                count++;
+            }
+        int is_file = count == 1 && strcmp(m->e[first].path, outs[k]) == 0;
+        if (rc == SP_OK && is_file) {
+            rc = place_file(&rc_, &m->e[first], tmps[k]);
+        } else if (rc == SP_OK) {
+            if (mkdir(tmps[k], 0755) != 0)
+                rc = sp__fail_errno(SP_EIO, errno, "%s: cannot create folder", tmps[k]);
+            else
+                rc = sp__buf_append(&dirs, tmps[k], strlen(tmps[k]) + 1);
+            size_t ol = strlen(outs[k]);
+            char path[4096];
+            for (size_t i = 0; i < m->n && rc == SP_OK; i++) {
+                if (!under(m->e[i].path, outs[k])) continue;
+                if (m->e[i].path[ol] != '/') {
+                    rc = sp__fail(SP_EINVAL, "manifest: output '%s' is both a file and a folder",
+                                  outs[k]);
+                    break;
+                }
+                const char *rel = m->e[i].path + ol + 1;
+                rc = make_parents(tmps[k], rel, &dirs);
+                if (rc != SP_OK) break;
+                snprintf(path, sizeof path, "%s/%s", tmps[k], rel);
+                rc = place_file(&rc_, &m->e[i], path);
+            }
+        }
+        sp__free(target);
+    }
+    /* 2. Make the new trees durable: one syncfs if many files were written, else the few
+     * files were fsynced and each created folder is fsynced once. */
+    if (rc == SP_OK && rc_.need_syncfs) {
+        int fd = open(st->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || syncfs(fd) != 0)
+            rc = sp__fail_errno(SP_EIO, errno, "%s: syncfs failed", st->root);
+        if (fd >= 0) close(fd);
+    } else {
+        for (size_t off = 0; off < dirs.len && rc == SP_OK;) {
+            const char *d = (const char *)dirs.data + off;
+            rc = sp__fsync_dir(d);
+            off += strlen(d) + 1;
+        }
+    }
+    /* 3. Swap each replacement in; the old version goes only after the new one is in place. */
+    for (size_t k = 0; k < n_outs && rc == SP_OK; k++) {
+        char *target = sp__path_join(st->root, outs[k]);
+        if (!target) {
+            rc = sp__fail(SP_ENOMEM, "out of memory");
+            break;
+        }
+        struct stat tst;
+        if (lstat(target, &tst) != 0) {
+            if (rename(tmps[k], target) != 0)
+                rc = sp__fail_errno(SP_EIO, errno, "%s: cannot rename to %s", tmps[k], target);
+        } else if (renameat2(AT_FDCWD, tmps[k], AT_FDCWD, target, RENAME_EXCHANGE) == 0) {
+            sp__remove_tree(tmps[k]); /* now the old version */
+        } else if (!S_ISDIR(tst.st_mode) && rename(tmps[k], target) == 0) {
+            /* replaced atomically */
+        } else {
+            size_t ol = strlen(target) + 32;
+            char *old = sp__malloc(ol);
+            if (!old) {
+                rc = sp__fail(SP_ENOMEM, "out of memory");
+            } else {
+                snprintf(old, ol, "%s.sp-old-%d", target, pid);
+                sp__remove_tree(old);
+                if (rename(target, old) != 0)
+                    rc = sp__fail_errno(SP_EIO, errno, "%s: cannot move aside", target);
+                else if (rename(tmps[k], target) != 0) {
+                    rc = sp__fail_errno(SP_EIO, errno, "%s: cannot rename to %s", tmps[k], target);
+                    (void)rename(old, target);
+                } else
+                    sp__remove_tree(old);
+                sp__free(old);
+            }
+        }
+        if (rc == SP_OK) {
+            char *slash = strrchr(target, '/');
+            *slash = '\0';
+            rc = sp__fsync_dir(target);
+        }
+        sp__free(target);
+        if (rc == SP_OK) {
+            sp__free(tmps[k]);
+            tmps[k] = NULL;
+        }
+    }
+    for (size_t k = 0; tmps && k < n_outs; k++) {
+        if (tmps[k]) sp__remove_tree(tmps[k]);
+        sp__free(tmps[k]);
+    }
+    sp__free(tmps);
+    sp__buf_free(&dirs);
+    sp__free(rc_.buf);
+    if (rc == SP_OK && method) *method = rc_.method ? rc_.method : "hardlink";
+    return rc;
+}
+
+/* ---- gc */
+
+static int pid_alive(const char *name) {
+    char *end;
+    long pid = strtol(name, &end, 10);
+    if (end == name || pid <= 0) return 0;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+/* Visits runs/<2 hex>/<62 hex>.json; fn returns a status. Other files: temps of dead writers
+ * are removed (not in a dry run), the rest ignored. */
+typedef sp_status (*record_fn)(void *ctx, const char *path, const char *dir);
+
+static sp_status each_record(sp__store *st, int dry_run, record_fn fn, void *ctx) {
+    DIR *top = opendir(st->runs_dir);
+    if (!top)
+        return errno == ENOENT ? SP_OK
+                               : sp__fail_errno(SP_EIO, errno, "%s: cannot read", st->runs_dir);
+    sp_status rc = SP_OK;
+    struct dirent *de;
+    char dir[4096], path[8192];
+    while (rc == SP_OK && (de = readdir(top)) != NULL) {
+        if (strlen(de->d_name) != 2 || de->d_name[0] == '.') continue;
+        snprintf(dir, sizeof dir, "%s/%s", st->runs_dir, de->d_name);
+        DIR *d = opendir(dir);
+        if (!d) continue;
+        struct dirent *fe;
+        while (rc == SP_OK && (fe = readdir(d)) != NULL) {
+            const char *n = fe->d_name;
+            size_t nl = strlen(n);
+            snprintf(path, sizeof path, "%s/%s", dir, n);
+            if (nl == 67 && strcmp(n + 62, ".json") == 0) {
+                rc = fn(ctx, path, dir);
+            } else if (!dry_run && nl > 67 && strncmp(n + 62, ".json.tmp-", 10) == 0 &&
+                       !pid_alive(n + 72)) {
+                unlink(path);
+            }
+        }
+        closedir(d);
+    }
+    closedir(top);
+    return rc;
+}
+
+typedef struct gc_ctx {
+    sp__store *st;
+    uint32_t keep_last;
+    int dry_run;
+    blobset live;
+    uint64_t records_dropped;
+} gc_ctx;
+
+static sp_status gc_record(void *ctx, const char *path, const char *dir) {
+    gc_ctx *g = ctx;
+    json_t *doc;
+    sp_status rc = record_load(path, &doc);
+    if (rc == SP_ECORRUPT) { /* unreadable: it references nothing we can trust */
+        sp__errmsg_clear();
+        g->records_dropped++;
+        if (!g->dry_run) unlink(path);
+        return SP_OK;
+    }
+    if (rc != SP_OK || !doc) return rc;
+    json_t *results = json_object_get(doc, "results");
+    size_t n = json_array_size(results);
+    int changed = 0;
+    for (size_t i = n; i-- > 0;) {
+        size_t rank = n - 1 - i; /* 0 = newest */
+        sp__manifest m;
+        int keep = g->keep_last == 0 || rank < g->keep_last;
+        if (keep && parse_result(json_array_get(results, i), path, i, &m) == SP_OK) {
+            keep = blobs_present(g->st, &m);
+            for (size_t k = 0; keep && k < m.n; k++) {
+                uint8_t raw[32];
+                parse_digest(m.e[k].digest, raw);
+                int added = blobset_add(&g->live, raw);
+                if (added < 0) {
+                    sp__manifest_free(&m);
+                    json_decref(doc);
+                    return (sp_status)added;
+                }
+            }
+            sp__manifest_free(&m);
+        } else {
+            sp__errmsg_clear();
+            keep = 0;
+        }
+        if (!keep) {
+            json_array_remove(results, i);
+            g->records_dropped++;
+            changed = 1;
+        }
+    }
+    if (changed && !g->dry_run) {
+        if (json_array_size(results) == 0) {
+            if (unlink(path) != 0 && errno != ENOENT)
+                rc = sp__fail_errno(SP_EIO, errno, "%s: cannot remove", path);
+        } else {
+            rc = record_write(path, dir, doc);
+        }
+    }
+    json_decref(doc);
+    return rc;
+}
+
+sp_status sp__store_gc(sp__store *st, uint32_t keep_last, int dry_run, uint64_t *blobs_removed,
+                       uint64_t *bytes_removed, uint64_t *records_dropped) {
+    *blobs_removed = *bytes_removed = *records_dropped = 0;
+    gc_ctx g = {0};
+    g.st = st;
+    g.keep_last = keep_last;
+    g.dry_run = dry_run;
+    sp_status rc = each_record(st, dry_run, gc_record, &g);
+    *records_dropped = g.records_dropped;
+    DIR *top = rc == SP_OK ? opendir(st->cache_dir) : NULL;
+    if (rc == SP_OK && !top) rc = sp__fail_errno(SP_EIO, errno, "%s: cannot read", st->cache_dir);
+    struct dirent *de;
+    char dir[4096], path[8192];
+    while (top && rc == SP_OK && (de = readdir(top)) != NULL) {
+        const char *dn = de->d_name;
+        if (!strcmp(dn, "tmp")) { /* temporaries of writers that are gone */
+            DIR *d = dry_run ? NULL : opendir(st->tmp_dir);
+            struct dirent *te;
+            while (d && (te = readdir(d)) != NULL) {
+                if (te->d_name[0] == '.' || pid_alive(te->d_name)) continue;
+                snprintf(path, sizeof path, "%s/%s", st->tmp_dir, te->d_name);
+                unlink(path);
+            }
+            if (d) closedir(d);
+            continue;
+        }
+        if (strlen(dn) != 2 || unhex(dn[0]) < 0 || unhex(dn[1]) < 0) continue;
+        snprintf(dir, sizeof dir, "%s/%s", st->cache_dir, dn);
+        DIR *d = opendir(dir);
+        if (!d) continue;
+        int removed_any = 0;
+        struct dirent *fe;
+        while (rc == SP_OK && (fe = readdir(d)) != NULL) {
+            char digest[SP__DIGEST_MAX];
+            uint8_t raw[32];
+            if (strlen(fe->d_name) != 62) continue;
+            memcpy(digest, "sha256:", 7);
+            memcpy(digest + 7, dn, 2);
+            memcpy(digest + 9, fe->d_name, 63);
+            if (parse_digest(digest, raw) != 0 || blobset_has(&g.live, raw)) continue;
+            snprintf(path, sizeof path, "%s/%s", dir, fe->d_name);
+            struct stat bst;
+            if (lstat(path, &bst) != 0) continue;
+            if (!dry_run && unlink(path) != 0) {
+                rc = sp__fail_errno(SP_EIO, errno, "%s: cannot remove", path);
+                break;
+            }
+            (*blobs_removed)++;
+            *bytes_removed += (uint64_t)bst.st_size;
+            removed_any = 1;
+        }
+        closedir(d);
+        if (rc == SP_OK && removed_any && !dry_run) rc = sp__fsync_dir(dir);
+    }
+    if (top) closedir(top);
+    blobset_free(&g.live);
+    /* Forget verifications of blobs that may be gone. */
+    if (!dry_run && *blobs_removed) blobset_free(&st->verified);
+    return rc;
+}
