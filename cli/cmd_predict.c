@@ -46,37 +46,6 @@ typedef struct matrix {
     uint64_t k;
 } matrix;
 
-static double get_any(const sp_array *a, uint64_t i, uint64_t j) {
-    const char *p = (const char *)a->data + (int64_t)i * a->strides[0];
-    if (a->ndim == 2) p += (int64_t)j * a->strides[1];
-    switch (a->dtype) {
-    case SP_DTYPE_BOOL:
-    case SP_DTYPE_UINT8:
-        return *(const uint8_t *)p;
-    case SP_DTYPE_INT8:
-        return *(const int8_t *)p;
-    case SP_DTYPE_INT16:
-        return *(const int16_t *)(const void *)p;
-    case SP_DTYPE_UINT16:
-        return *(const uint16_t *)(const void *)p;
-    case SP_DTYPE_INT32:
-        return *(const int32_t *)(const void *)p;
-    case SP_DTYPE_UINT32:
-        return *(const uint32_t *)(const void *)p;
-    case SP_DTYPE_INT64:
-        return (double)*(const int64_t *)(const void *)p;
-    case SP_DTYPE_UINT64:
-        return (double)*(const uint64_t *)(const void *)p;
-    case SP_DTYPE_FLOAT32:
-        return *(const float *)(const void *)p;
-    case SP_DTYPE_FLOAT64:
-        return *(const double *)(const void *)p;
-    case SP_DTYPE_FLOAT16:
-        return NAN; /* not produced by sp_npy_open */
-    }
-    return NAN;
-}
-
 static int read_npy(const char *path, matrix *m) {
     sp_npy *npy;
     sp_status rc = sp_npy_open(path, &npy);
@@ -99,7 +68,7 @@ static int read_npy(const char *path, matrix *m) {
     }
     for (uint64_t i = 0; i < m->n; i++)
         for (uint64_t j = 0; j < m->k; j++)
-            m->x[i * m->k + j] = (float)get_any(a, i, j);
+            m->x[i * m->k + j] = (float)sp_array_get_f64(a, i, j);
     sp_npy_close(npy);
     return CLI_OK;
 }

@@ -99,6 +99,10 @@ SP_API sp_array sp_array_1d(const void *data, sp_dtype dtype, uint64_t n);
 /* A 2-D C-contiguous (row-major) view of rows x cols elements at data. */
 SP_API sp_array sp_array_2d(const void *data, sp_dtype dtype, uint64_t rows, uint64_t cols);
 
+/* Element (i, j) of a 1-D (j ignored) or 2-D array, converted to double (float16 included).
+ * No bounds check: the caller keeps i, j inside the shape. Thread-safe. */
+SP_API double sp_array_get_f64(const sp_array *a, uint64_t i, uint64_t j);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,6 +3,7 @@
  * whose work splits into a fixed number of equal parts (sorting, bootstrap replicates). */
 #include "core_internal.h"
 
+#include <math.h>
 #include <pthread.h>
 
 size_t sp_dtype_size(sp_dtype dtype) {
@@ -77,6 +78,43 @@ sp_array sp_array_2d(const void *data, sp_dtype dtype, uint64_t rows, uint64_t c
     a.strides[1] = (int64_t)sp_dtype_size(dtype);
     a.strides[0] = a.strides[1] * (int64_t)cols;
     return a;
+}
+
+static double half_to_double(uint16_t h) {
+    int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
+    return (h & 0x8000) ? -v : v;
+}
+
+double sp_array_get_f64(const sp_array *a, uint64_t i, uint64_t j) {
+    const char *p = (const char *)a->data + (int64_t)i * a->strides[0];
+    if (a->ndim == 2) p += (int64_t)j * a->strides[1];
+    switch (a->dtype) {
+    case SP_DTYPE_BOOL:
+    case SP_DTYPE_UINT8:
+        return *(const uint8_t *)p;
+    case SP_DTYPE_INT8:
+        return *(const int8_t *)p;
+    case SP_DTYPE_INT16:
+        return *(const int16_t *)(const void *)p;
+    case SP_DTYPE_UINT16:
+        return *(const uint16_t *)(const void *)p;
+    case SP_DTYPE_INT32:
+        return *(const int32_t *)(const void *)p;
+    case SP_DTYPE_UINT32:
+        return *(const uint32_t *)(const void *)p;
+    case SP_DTYPE_INT64:
+        return (double)*(const int64_t *)(const void *)p;
+    case SP_DTYPE_UINT64:
+        return (double)*(const uint64_t *)(const void *)p;
+    case SP_DTYPE_FLOAT16:
+        return half_to_double(*(const uint16_t *)(const void *)p);
+    case SP_DTYPE_FLOAT32:
+        return *(const float *)(const void *)p;
+    case SP_DTYPE_FLOAT64:
+        return *(const double *)(const void *)p;
+    }
+    return NAN;
 }
 
 typedef struct par_arg {

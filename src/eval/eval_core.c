@@ -249,43 +249,6 @@ static sp_status check_opts(sp__eval_ctx *c, const sp_eval_opts *in) {
 
 /* ---- reading any dtype */
 
-static double half_to_double(uint16_t h) {
-    int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
-    return (h & 0x8000) ? -v : v;
-}
-
-static double arr_get(const sp_array *a, uint64_t i, uint64_t j) {
-    const char *p = (const char *)a->data + (int64_t)i * a->strides[0];
-    if (a->ndim == 2) p += (int64_t)j * a->strides[1];
-    switch (a->dtype) {
-    case SP_DTYPE_BOOL:
-    case SP_DTYPE_UINT8:
-        return *(const uint8_t *)p;
-    case SP_DTYPE_INT8:
-        return *(const int8_t *)p;
-    case SP_DTYPE_INT16:
-        return *(const int16_t *)(const void *)p;
-    case SP_DTYPE_UINT16:
-        return *(const uint16_t *)(const void *)p;
-    case SP_DTYPE_INT32:
-        return *(const int32_t *)(const void *)p;
-    case SP_DTYPE_UINT32:
-        return *(const uint32_t *)(const void *)p;
-    case SP_DTYPE_INT64:
-        return (double)*(const int64_t *)(const void *)p;
-    case SP_DTYPE_UINT64:
-        return (double)*(const uint64_t *)(const void *)p;
-    case SP_DTYPE_FLOAT16:
-        return half_to_double(*(const uint16_t *)(const void *)p);
-    case SP_DTYPE_FLOAT32:
-        return *(const float *)(const void *)p;
-    case SP_DTYPE_FLOAT64:
-        return *(const double *)(const void *)p;
-    }
-    return NAN;
-}
-
 static sp_status check_array(const sp_array *a, const char *name, int max_ndim) {
     if (!a || !a->data) return sp__fail(SP_EINVAL, "%s: no array given", name);
     if (sp_dtype_size(a->dtype) == 0)
@@ -334,12 +297,12 @@ static void scan_worker(void *p, int t, int nt) {
     uint64_t lo, hi;
     sp__split_range(c->y->shape[0], nt, t, &lo, &hi);
     for (uint64_t i = lo; i < hi; i++) {
-        const double v = arr_get(c->y, i, 0);
+        const double v = sp_array_get_f64(c->y, i, 0);
         int bad = !isfinite(v);
         for (uint32_t j = 0; j < k; j++)
             bad |= !isfinite(sp__eval_score(d, i, j));
         if (c->w) {
-            const double wv = arr_get(c->w, i, 0);
+            const double wv = sp_array_get_f64(c->w, i, 0);
             if (!(isfinite(wv) && wv >= 0) && q.first_bad_w == NONE) q.first_bad_w = i;
         }
         if (bad) {
@@ -392,7 +355,7 @@ sp_status sp__eval_prepare(sp__eval_ctx *c, const sp_array *y, const sp_array *s
         if (!conv) return sp__fail(SP_ENOMEM, "%s: out of memory converting scores", o->s_name);
         for (uint64_t i = 0; i < n; i++)
             for (uint32_t j = 0; j < k; j++)
-                conv[i * k + j] = arr_get(s, i, j);
+                conv[i * k + j] = sp_array_get_f64(s, i, j);
         d->owned[0] = conv;
         d->s = (const char *)conv;
         d->s_dtype = SP_DTYPE_FLOAT64;
@@ -433,7 +396,7 @@ sp_status sp__eval_prepare(sp__eval_ctx *c, const sp_array *y, const sp_array *s
         return sp__fail(SP_EBADINPUT,
                         "%s: row %" PRIu64 ": weight %g; weights must be finite and "
                         ">= 0",
-                        o->w_name, first_bad_w, arr_get(w, first_bad_w, 0));
+                        o->w_name, first_bad_w, sp_array_get_f64(w, first_bad_w, 0));
 
     /* the task */
     if (task == SP_EVAL_AUTO) {
@@ -458,7 +421,7 @@ sp_status sp__eval_prepare(sp__eval_ctx *c, const sp_array *y, const sp_array *s
                         "%s: row %" PRIu64 ": label %g is not 0 or 1 (binary "
                         "metrics need 0/1 labels; for multiclass pass an n x k "
                         "score matrix)",
-                        o->y_name, first_nonbinary, arr_get(y, first_nonbinary, 0));
+                        o->y_name, first_nonbinary, sp_array_get_f64(y, first_nonbinary, 0));
     if (task != SP_EVAL_BINARY) {
         sp__free(d->y01);
         d->y01 = NULL;
@@ -482,7 +445,7 @@ sp_status sp__eval_prepare(sp__eval_ctx *c, const sp_array *y, const sp_array *s
     uint64_t n_drop = n_bad;
     if (n_bad && o->nan == SP_EVAL_NAN_ERROR) {
         const char *what = "NaN", *arr = o->y_name;
-        double v = arr_get(y, first_bad, 0);
+        double v = sp_array_get_f64(y, first_bad, 0);
         if (!isfinite(v)) {
             what = isnan(v) ? "NaN" : "infinite";
         } else {
@@ -504,7 +467,7 @@ sp_status sp__eval_prepare(sp__eval_ctx *c, const sp_array *y, const sp_array *s
         drop = sp__calloc(n, 1);
         if (!drop) return sp__fail(SP_ENOMEM, "out of memory");
         for (uint64_t i = first_bad; i < n; i++) {
-            int bad = !isfinite(arr_get(y, i, 0));
+            int bad = !isfinite(sp_array_get_f64(y, i, 0));
             for (uint32_t j = 0; j < k && !bad; j++)
                 bad = !isfinite(sp__eval_score(d, i, j));
             drop[i] = (uint8_t)bad;
@@ -549,7 +512,7 @@ sp_status sp__eval_prepare(sp__eval_ctx *c, const sp_array *y, const sp_array *s
         d->w = sp__malloc(m * sizeof(double));
         if (!d->w) return sp__fail(SP_ENOMEM, "out of memory");
         for (uint64_t i = 0; i < m; i++)
-            d->w[i] = arr_get(w, ORIG(i), 0);
+            d->w[i] = sp_array_get_f64(w, ORIG(i), 0);
     }
     if (task == SP_EVAL_BINARY && d->rowid) {
         /* the scan wrote labels by original row: compact them in place (rowid is increasing) */
@@ -559,7 +522,7 @@ sp_status sp__eval_prepare(sp__eval_ctx *c, const sp_array *y, const sp_array *s
         d->ycls = sp__malloc(m * sizeof(int32_t));
         if (!d->ycls) return sp__fail(SP_ENOMEM, "out of memory");
         for (uint64_t i = 0; i < m; i++) {
-            double v = arr_get(y, ORIG(i), 0);
+            double v = sp_array_get_f64(y, ORIG(i), 0);
             if (v != floor(v) || v < 0 || v >= k)
                 return sp__fail(SP_EBADINPUT,
                                 "%s: row %" PRIu64 ": label %g is not a class "
@@ -571,7 +534,7 @@ sp_status sp__eval_prepare(sp__eval_ctx *c, const sp_array *y, const sp_array *s
         d->yreal = sp__malloc(m * sizeof(double));
         if (!d->yreal) return sp__fail(SP_ENOMEM, "out of memory");
         for (uint64_t i = 0; i < m; i++)
-            d->yreal[i] = arr_get(y, ORIG(i), 0);
+            d->yreal[i] = sp_array_get_f64(y, ORIG(i), 0);
     }
 #undef ORIG
     return SP_OK;
