@@ -3,7 +3,8 @@
 # builds softpipe, generates a small ImageFolder of JPEGs cut from real photographs, packs it
 # into a dataset, inspects it, verifies it, corrupts a copy and shows verify catching it, then
 # reads training batches through the loader (CLI and Python), then evaluates a million stored
-# predictions with confidence intervals (CLI and Python).
+# predictions with confidence intervals (CLI and Python), and runs a small pipeline twice to
+# show a stage restored from the cache instead of rerun.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh >/dev/null
@@ -74,5 +75,27 @@ lo, hi = q["ci"]["roc_auc"]
 print(f"quick mode (1 % stratified, {q['info']['n_used']} rows): roc_auc {q['roc_auc']:.4f}, "
       f"95 % interval [{lo:.4f}, {hi:.4f}]")
 PY
+echo
+echo "== preprocessing once: a two-stage pipeline, a param change, and a restore from the cache"
+P="$work/pipeline"
+mkdir -p "$P"
+cat > "$P/softpipe.yaml" <<'YAML'
+stages:
+  features:
+    cmd: sleep 2 && seq 1 100000 > features.txt
+    outs: [features.txt]
+  train:
+    cmd: sleep 1 && (cat params.yaml; wc -l < features.txt) > model.txt
+    deps: [features.txt]
+    params: [train.lr]
+    outs: [model.txt]
+YAML
+printf 'train:\n  lr: 0.1\n' > "$P/params.yaml"
+$SP run -C "$P"
+printf 'train:\n  lr: 0.01\n' > "$P/params.yaml"
+$SP status -C "$P" --why || true
+$SP run -C "$P"
+printf 'train:\n  lr: 0.1\n' > "$P/params.yaml"
+$SP run -C "$P"
 echo
 echo "demo finished: dataset at $work/ds, evaluation plot at $work/preds/curves.png"
