@@ -32,7 +32,8 @@ extern "C" {
 
 typedef struct sp_tree_model sp_tree_model;
 
-/* Loads and compiles an XGBoost model file (.json). Errors: SP_ENOTFOUND / SP_EIO / SP_EINVAL
+/* Loads and compiles an XGBoost model file: JSON (.json) or Universal Binary JSON (.ubj),
+ * recognized by content. Errors: SP_ENOTFOUND / SP_EIO / SP_EINVAL
  * (a folder) for the file; SP_EUNSUPPORTED for a tree deeper than 2,000 levels;
  * SP_EBADINPUT for malformed JSON or a model that breaks XGBoost's invariants, the message naming
  * the JSON path ("learner/gradient_booster/model/trees/12/left_children/3: child 999 is out of

@@ -21,6 +21,7 @@
  * base margin, as XGBoost's CPU predictor does; DART weights are folded into the leaves.
  * Prediction allocates nothing: batches split into row ranges, one per thread (sp__parallel). */
 #include "serve_tree_internal.h"
+#include "serve_ubjson.h"
 
 #include <math.h>
 #include <string.h>
@@ -200,7 +201,18 @@ sp_status sp_tree_model_load_buffer(const char *name, const void *data, size_t l
     *out = NULL;
     if (!data && len) return sp__fail(SP_EINVAL, "sp_tree_model_load: data is NULL");
     sp__xmodel x;
-    SP_TRY(sp__xmodel_parse(name ? name : "model", data ? data : "", len, &x));
+    if (data && sp__ubjson_sniff(data, len)) {
+        /* XGBoost's binary format: the same model through its JSON text */
+        sp__buf text = {0};
+        sp_status rc = sp__ubjson_to_json(name ? name : "model", data, len, &text);
+        if (rc == SP_OK)
+            rc = sp__xmodel_parse(name ? name : "model", text.data ? (const char *)text.data : "",
+                                  text.len, &x);
+        sp__buf_free(&text);
+        SP_TRY(rc);
+    } else {
+        SP_TRY(sp__xmodel_parse(name ? name : "model", data ? data : "", len, &x));
+    }
     sp_tree_model *m = sp__calloc(1, sizeof *m);
     sp_status rc = m ? compile(&x, m) : sp__fail(SP_ENOMEM, "out of memory");
     sp__xmodel_free(&x);

@@ -692,3 +692,24 @@ def test_tree_binary_model_file(tmp_path, binary):
     t.booster.save_model(str(p))
     with pytest.raises(softpipe.DataError):
         softpipe.TreeModel(str(p))
+
+
+def test_ubjson_model_equals_json_model(tmp_path):
+    """XGBoost's binary .ubj format loads to the same model as its JSON."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((3000, 8)).astype(np.float32)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    y = rng.integers(0, 3, 3000)
+    bst = xgb.train({"objective": "multi:softprob", "num_class": 3, "max_depth": 4,
+                     "nthread": 1}, xgb.DMatrix(X, label=y), 15)
+    bst.save_model(str(tmp_path / "m.ubj"))
+    bst.save_model(str(tmp_path / "m.json"))
+    a = softpipe.TreeModel(str(tmp_path / "m.ubj"))
+    b = softpipe.TreeModel(str(tmp_path / "m.json"))
+    assert a.num_trees == b.num_trees == 45 and a.objective == "multi:softprob"
+    np.testing.assert_array_equal(a.predict(X, margin=True), b.predict(X, margin=True))
+    np.testing.assert_allclose(a.predict(X, margin=True),
+                               bst.inplace_predict(X, predict_type="margin"), atol=1e-5)
+    (tmp_path / "bad.ubj").write_bytes((tmp_path / "m.ubj").read_bytes()[:500])
+    with pytest.raises(softpipe.DataError, match="bad.ubj: byte"):
+        softpipe.TreeModel(str(tmp_path / "bad.ubj"))
