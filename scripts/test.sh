@@ -25,6 +25,6 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 
 echo "== TSan build: threaded tests"
 BUILD_DIR=build-tsan ./scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DSP_SANITIZE=thread -DSP_BUILD_PYTHON=OFF
-TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan -L unit -R 'test_shard|test_pack|test_loader|test_eval$|test_eval_sort|test_tree$|test_transform|test_cache_store' -j 2
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan -L unit -R 'test_shard|test_pack|test_loader|test_eval$|test_eval_sort|test_tree$|test_transform|test_cache_store|test_pool' -j 2
 
 echo "== all tests passed"

@@ -11,10 +11,10 @@
  *     together, interleaved;
  *   - "general": nodes in pre-order, the left child implicit (the next node), for deep trees and
  *     categorical splits.
- * Predicting parses nothing and allocates nothing (batches on several threads start them per
- * call). Outputs match XGBoost's to float32 rounding: a numeric split goes left iff x < threshold
- * compared in float32, NaN follows default_left, a categorical split sends the categories in its
- * set right and all others left.
+ * Predicting parses nothing and allocates nothing per call; batches run on a pool of threads the
+ * model starts on its first large batch. Outputs match XGBoost's to float32 rounding: a numeric
+ * split goes left iff x < threshold compared in float32, NaN follows default_left, a categorical
+ * split sends the categories in its set right and all others left.
  *
  * Thread-safety: a loaded model is read-only; sp_tree_predict may run on one model from any number
  * of threads at once.

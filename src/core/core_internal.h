@@ -103,6 +103,17 @@ int sp__ncpu(void);   /* online CPUs, at least 1 */
  * on the caller's thread afterwards, so every t runs exactly once. n_threads < 1 counts as 1. */
 void sp__parallel(int n_threads, void (*fn)(void *ctx, int t, int n_threads), void *ctx);
 
+/* A persistent pool of n_threads - 1 workers (plus the caller) for objects that run many short
+ * parallel jobs (core_pool.c). sp__pool_run runs fn(ctx, t, parts) for t = 0 .. parts-1 (t = 0
+ * and any part no worker took on the caller's thread) and returns when all are done; when
+ * another job is running it returns SP_DONE at once without running anything, so the caller
+ * can fall back to sp__parallel. Thread-safe. */
+typedef struct sp__pool sp__pool;
+sp_status sp__pool_new(int n_threads, sp__pool **out);
+sp_status sp__pool_run(sp__pool *p, int parts, void (*fn)(void *ctx, int t, int n), void *ctx);
+int sp__pool_size(const sp__pool *p);
+void sp__pool_free(sp__pool *p);
+
 /* Splits [0, n) into `parts` near-equal ranges; part `i` is [*lo, *hi). */
 static inline void sp__split_range(uint64_t n, int parts, int i, uint64_t *lo, uint64_t *hi) {
     *lo = n * (uint64_t)i / (uint64_t)parts;

@@ -17,6 +17,10 @@
  * {float threshold or leaf value; uint32 feature | flags; uint32 right child; uint32 category
  * set}, the left child implicit (the next record); a category set is a bitset in one array.
  *
+ * Batches run on a persistent pool of threads owned by the model (core_pool.c), started by the
+ * first batch that needs them; a batch that finds the pool busy (another thread predicting at
+ * the same time) starts its own threads instead, so callers never wait for each other.
+ *
  * Both accumulate each row's margin in float32, tree by tree in model order, starting from the
  * base margin, as XGBoost's CPU predictor does; DART weights are folded into the leaves.
  * Prediction allocates nothing: batches split into row ranges, one per thread (sp__parallel). */
@@ -24,6 +28,7 @@
 #include "serve_ubjson.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #define FD_FEATURE           0x1fffffffu
@@ -58,6 +63,11 @@ struct sp_tree_model {
     uint32_t *catbits;
     uint32_t *group; /* output group of each tree */
     size_t bytes;
+    /* batches: a persistent pool of sp__ncpu() threads, started by the first batch that needs
+     * threads (pool_mu guards the start); a batch that finds it busy starts its own threads */
+    pthread_mutex_t pool_mu;
+    sp__pool *pool;
+    int pool_failed;
 };
 
 /* ---- compiling */
@@ -185,6 +195,8 @@ static sp_status compile(const sp__xmodel *x, sp_tree_model *m) {
 
 void sp_tree_model_free(sp_tree_model *m) {
     if (!m) return;
+    sp__pool_free(m->pool);
+    pthread_mutex_destroy(&m->pool_mu);
     sp__free(m->pthr);
     sp__free(m->pfd);
     sp__free(m->pleaves);
@@ -214,6 +226,7 @@ sp_status sp_tree_model_load_buffer(const char *name, const void *data, size_t l
         SP_TRY(sp__xmodel_parse(name ? name : "model", data ? data : "", len, &x));
     }
     sp_tree_model *m = sp__calloc(1, sizeof *m);
+    if (m) pthread_mutex_init(&m->pool_mu, NULL);
     sp_status rc = m ? compile(&x, m) : sp__fail(SP_ENOMEM, "out of memory");
     sp__xmodel_free(&x);
     if (rc < 0) {
@@ -539,6 +552,15 @@ sp_status sp_tree_predict(const sp_tree_model *m, const float *x, size_t n_rows,
         return SP_OK;
     }
     if ((size_t)nt * 256 > n_rows) nt = (int)(n_rows / 256) + 1;
+    if (nt == sp__ncpu()) {
+        sp_tree_model *mm = (sp_tree_model *)m; /* the pool is the model's only mutable part */
+        pthread_mutex_lock(&mm->pool_mu);
+        if (!mm->pool && !mm->pool_failed && sp__pool_new(nt, &mm->pool) < 0) mm->pool_failed = 1;
+        pthread_mutex_unlock(&mm->pool_mu);
+        if (mm->pool && sp__pool_size(mm->pool) == nt &&
+            sp__pool_run(mm->pool, nt, predict_worker, &c) == SP_OK)
+            return SP_OK;
+    }
     sp__parallel(nt, predict_worker, &c);
     return SP_OK;
 }

@@ -686,12 +686,16 @@ def test_tree_bad_base_score(binary, tmp_path):
 
 
 def test_tree_binary_model_file(tmp_path, binary):
-    """XGBoost's binary (.ubj / legacy) formats are not JSON: a DataError, not a crash."""
+    """XGBoost's legacy binary format (neither JSON nor UBJSON): a DataError, not a crash; its
+    UBJSON format loads."""
     t, _ = binary
     p = tmp_path / "model.ubj"
     t.booster.save_model(str(p))
+    assert softpipe.TreeModel(str(p)).num_trees == t.booster.num_boosted_rounds()
+    legacy = tmp_path / "model.bin"
+    legacy.write_bytes(t.booster.save_raw(raw_format="deprecated"))
     with pytest.raises(softpipe.DataError):
-        softpipe.TreeModel(str(p))
+        softpipe.TreeModel(str(legacy))
 
 
 def test_ubjson_model_equals_json_model(tmp_path):
