@@ -7,7 +7,8 @@
 #include <string.h>
 
 static const char HELP[] =
-    "usage: softpipe run [STAGE...] [-j N] [--force] [--dry-run] [-C DIR] [--file FILE]\n"
+    "usage: softpipe run [STAGE...] [-j N] [--force] [--dry-run] [--remote URL] [-C DIR]\n"
+    "                    [--file FILE]\n"
     "\n"
     "Runs the stages of the pipeline file (softpipe.yaml) that are not up to date, in dependency\n"
     "order, N at a time where the graph allows. A stage whose key (command, params, deps' "
@@ -20,6 +21,8 @@ static const char HELP[] =
     "  -j, --jobs N        stages run in parallel (default 1)\n"
     "      --force         run the stages even if up to date or in the cache\n"
     "      --dry-run       say what would run or be restored; change nothing\n"
+    "      --remote URL    also restore results from this remote cache (http(s)://host/base)\n"
+    "                      and push the results of the stages that ran there\n"
     "  -C DIR              the project folder (default: the current folder)\n"
     "      --file FILE     the pipeline file inside the project (default softpipe.yaml)\n"
     "  -h, --help          this help\n"
@@ -37,11 +40,14 @@ static void on_event(void *user, const char *stage, const char *what, const char
 }
 
 int cmd_run(int argc, char **argv) {
-    enum { O_FORCE = 1000, O_DRY, O_FILE };
-    static const struct option longopts[] = {
-        {"jobs", required_argument, 0, 'j'}, {"force", no_argument, 0, O_FORCE},
-        {"dry-run", no_argument, 0, O_DRY},  {"file", required_argument, 0, O_FILE},
-        {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
+    enum { O_FORCE = 1000, O_DRY, O_FILE, O_REMOTE };
+    static const struct option longopts[] = {{"jobs", required_argument, 0, 'j'},
+                                             {"force", no_argument, 0, O_FORCE},
+                                             {"dry-run", no_argument, 0, O_DRY},
+                                             {"file", required_argument, 0, O_FILE},
+                                             {"remote", required_argument, 0, O_REMOTE},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     sp_run_opts o;
     sp_run_opts_init(&o);
     const char *dir = ".", *file = NULL;
@@ -65,6 +71,9 @@ int cmd_run(int argc, char **argv) {
             break;
         case O_FILE:
             file = optarg;
+            break;
+        case O_REMOTE:
+            o.remote = optarg;
             break;
         case 'h':
             fputs(HELP, stdout);

@@ -14,6 +14,8 @@ static const struct {
     {"run", cmd_run, "run what is stale in the pipeline (softpipe.yaml), restore what is cached"},
     {"status", cmd_status, "which stages are up to date, restorable or stale, and why"},
     {"gc", cmd_gc, "remove cache blobs no kept result references"},
+    {"push", cmd_push, "upload cached results to a remote cache (--remote URL)"},
+    {"pull", cmd_pull, "fetch cached results of the current keys from a remote cache"},
     {"eval", cmd_eval, "metrics and confidence intervals for stored predictions"},
     {"predict", cmd_predict, "batch inference with a tree-ensemble model (XGBoost JSON)"},
     {"transform", cmd_transform, "fit feature transforms (one spec for training and serving)"},

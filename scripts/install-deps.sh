@@ -7,7 +7,8 @@ set -eu
 PKGS="
 build-essential cmake pkg-config git ca-certificates
 libjpeg62-turbo-dev libpng-dev libxxhash-dev libssl-dev libjansson-dev
-libcmocka-dev libyaml-dev
+libcmocka-dev libyaml-dev libcurl4-openssl-dev
+nginx
 clang libclang-rt-14-dev clang-format
 python3 python3-dev python3-numpy python3-pytest python3-pil python3-sklearn python3-xgboost
 python3-torch python3-torchvision libturbojpeg0-dev

@@ -222,13 +222,13 @@ static void test_statcache_trust_and_racy(void **state) {
     assert_int_equal(sp__digest_path(sc, data, d1, NULL), SP_OK);
     assert_int_equal(sp__digest_path(sc, f, fd1, NULL), SP_OK);
     assert_int_equal(sp__statcache_close(sc), SP_OK);
-    assert_int_equal(tamper_statcache(root), 3);
+    assert_int_equal(tamper_statcache(root), 4); /* 3 files and the folder "data" */
     /* Unchanged stat: the (fake) cached digests are trusted without reading the files. */
     assert_int_equal(sp__statcache_open(root, &sc), SP_OK);
     assert_int_equal(sp__digest_path(sc, f, fd2, NULL), SP_OK);
     assert_string_equal(fd2, fake);
     assert_int_equal(sp__digest_path(sc, data, d2, NULL), SP_OK);
-    assert_string_not_equal(d2, d1); /* built from fake file digests */
+    assert_string_not_equal(d2, d1); /* the folder record's (fake) digest */
     /* A changed file (new size, mtime, ctime) is read again. */
     put(root, "f.txt", "FFFFF");
     assert_int_equal(sp__digest_path(sc, f, fd2, NULL), SP_OK);
@@ -259,6 +259,93 @@ static void test_statcache_trust_and_racy(void **state) {
     free(r);
     free(data);
     free(f);
+    tu_rmrf(root);
+    free(root);
+}
+
+/* The number of records in the stat cache file. */
+static uint64_t statcache_records(const char *root) {
+    char *p = join(root, ".softpipe/statcache");
+    uint8_t *data;
+    size_t len;
+    assert_int_equal(sp__read_file(p, &data, &len), SP_OK);
+    assert_true(len >= 32);
+    uint64_t n = sp__get_u64(data + 16);
+    sp__free(data);
+    free(p);
+    return n;
+}
+
+/* The folder fast path: an unchanged tree is answered from its folder record alone; any change
+ * inside it, even one that keeps the size and puts the mtime back, falls back to the files. */
+static void test_statcache_folder_fast_path(void **state) {
+    (void)state;
+    char *root = tu_tmpdir("cs-fast");
+    put(root, "data/a.txt", "AAAA");
+    put(root, "data/sub/b.txt", "BBBB");
+    put(root, "data/sub/c.txt", "CCCC");
+    age(root, "data/a.txt", 3600);
+    age(root, "data/sub/b.txt", 3600);
+    age(root, "data/sub/c.txt", 3600);
+    sleep(2); /* let the ctimes fall out of the racy window */
+    char *data = join(root, "data");
+    char d1[SP__DIGEST_MAX], d2[SP__DIGEST_MAX], want[SP__DIGEST_MAX];
+    uint64_t nf = 0;
+    sp__statcache *sc;
+    assert_int_equal(sp__statcache_open(root, &sc), SP_OK);
+    assert_int_equal(sp__digest_path(sc, data, d1, &nf), SP_OK);
+    assert_int_equal(nf, 3);
+    assert_int_equal(sp__statcache_close(sc), SP_OK);
+    assert_int_equal(statcache_records(root), 4);
+    /* With every record faked, a hit returns the folder record's digest as is. */
+    assert_int_equal(tamper_statcache(root), 4);
+    assert_int_equal(sp__statcache_open(root, &sc), SP_OK);
+    nf = 0;
+    assert_int_equal(sp__digest_path(sc, data, d2, &nf), SP_OK);
+    assert_string_equal(d2, "tree-sha256:"
+                            "1111111111111111111111111111111111111111111111111111111111111111");
+    assert_int_equal(nf, 3);
+    /* The files' records were not looked up, yet survive a rewrite of the cache (the
+     * fake a.txt and c.txt digests below come from them). */
+    put(root, "g.txt", "GGGG");
+    age(root, "g.txt", 3600);
+    char *g = join(root, "g.txt");
+    /* g.txt's ctime is now (racy, not stored): a new folder makes the cache dirty instead. */
+    put(root, "other/o.txt", "OOOO");
+    char *other = join(root, "other");
+    assert_int_equal(sp__digest_path(sc, other, d2, NULL), SP_OK);
+    assert_int_equal(sp__digest_path(sc, g, d2, NULL), SP_OK);
+    assert_int_equal(sp__statcache_close(sc), SP_OK);
+    assert_true(statcache_records(root) >= 4);
+    /* Same size, mtime put back (touch -d): only the ctime moved. Seen, and rehashed. */
+    char *b = join(root, "data/sub/b.txt");
+    struct stat before;
+    assert_int_equal(stat(b, &before), 0);
+    sleep(1); /* a new ctime second */
+    put(root, "data/sub/b.txt", "bbbb");
+    struct timespec ts[2] = {before.st_atim, before.st_mtim};
+    assert_int_equal(utimensat(AT_FDCWD, b, ts, 0), 0);
+    assert_int_equal(sp__statcache_open(root, &sc), SP_OK);
+    assert_int_equal(sp__digest_path(sc, data, d2, NULL), SP_OK);
+    assert_string_not_equal(d2, "tree-sha256:"
+                                "1111111111111111111111111111111111111111111111111111111111111111");
+    /* a.txt and c.txt still come from their (fake) file records; b.txt was read again. */
+    assert_string_not_equal(d2, d1);
+    char line[512], fa[SP__DIGEST_MAX], fb[SP__DIGEST_MAX];
+    sha_text("bbbb", 4, "sha256:", fb);
+    memcpy(fa, fake, strlen(fake) + 1);
+    int ll = snprintf(line, sizeof line, "f 644 %s a.txt\nf 644 %s sub/b.txt\nf 644 %s sub/c.txt\n",
+                      fa, fb, fake);
+    sha_text(line, (size_t)ll, "tree-sha256:", want);
+    assert_string_equal(d2, want);
+    sp__statcache_free(sc);
+    /* Without a cache the digest is the true one, and differs from the first. */
+    assert_int_equal(sp__digest_path(NULL, data, d2, NULL), SP_OK);
+    assert_string_not_equal(d2, d1);
+    free(b);
+    free(g);
+    free(other);
+    free(data);
     tu_rmrf(root);
     free(root);
 }
@@ -651,6 +738,7 @@ int main(void) {
         cmocka_unit_test(test_digest_file_matches_sha256),
         cmocka_unit_test(test_digest_folder_stable),
         cmocka_unit_test(test_statcache_trust_and_racy),
+        cmocka_unit_test(test_statcache_folder_fast_path),
         cmocka_unit_test(test_store_roundtrip_hardlink),
         cmocka_unit_test(test_store_roundtrip_copy),
         cmocka_unit_test(test_store_roundtrip_default),

@@ -66,6 +66,11 @@ typedef struct sp_run_opts {
      * ("from cache (hardlink), 0.012 s"). May be NULL. */
     void (*on_event)(void *user, const char *stage, const char *event, const char *detail);
     void *user;
+    /* A remote cache ("http(s)://host:port/base", docs/cache.md "Remotes"), or NULL: a stage
+     * whose key is not in the local run cache is first looked up there (its result and blobs are
+     * fetched, every blob verified against its digest, then restored as usual: event "pulled"),
+     * and results of stages that ran are pushed there (event "pushed"). */
+    const char *remote;
 } sp_run_opts;
 
 SP_API void sp_run_opts_init(sp_run_opts *opts);
@@ -87,6 +92,31 @@ typedef struct sp_gc_report {
  * all). With dry_run, only counts. */
 SP_API sp_status sp_project_gc(sp_project *p, uint32_t keep_last, int dry_run,
                                sp_gc_report *out /* OUT */);
+
+/* What a push or pull moved. */
+typedef struct sp_remote_report {
+    uint64_t results;       /* run-cache results pushed or pulled */
+    uint64_t blobs;         /* blobs uploaded or downloaded */
+    uint64_t bytes;         /* their bytes */
+    uint64_t blobs_present; /* blobs the other side already had */
+    uint64_t skipped;       /* pull: stages with a missing dep, or that the remote lacks */
+} sp_remote_report;
+
+/* Pushes the newest complete result of every key in the local run cache (all of them, not only
+ * the current pipeline's) to the remote cache at `url` ("http(s)://host[:port]/base"): each
+ * blob the remote lacks (HEAD <base>/cas/<sha256>) is PUT, up to 8 at a time, then the record
+ * (PUT <base>/ac/<key>). Transfers are retried 3 times with exponential backoff on connection
+ * errors and HTTP 5xx; an error names the URL and the HTTP status (SP_EIO). */
+SP_API sp_status sp_project_push(sp_project *p, const char *url, sp_remote_report *out /* OUT */);
+
+/* Fetches from the remote cache at `url` the results of the selected stages' current keys
+ * (stages/n_stages as in sp_run_opts; NULL = all) into the local cache, without restoring
+ * them: a later run restores them. A stage whose deps do not exist yet (the outputs of an
+ * upstream stage not yet restored) is skipped: `sp_project_run` with opts.remote pulls a
+ * whole chain. Every downloaded blob is verified against its digest; a mismatch is
+ * SP_ECORRUPT naming the URL and the digest, and that blob is not stored. */
+SP_API sp_status sp_project_pull(sp_project *p, const char *url, const char *const *stages,
+                                 size_t n_stages, sp_remote_report *out /* OUT */);
 
 /* The content digest of a file ("sha256:<hex>") or folder ("tree-sha256:<hex>"), as stage keys
  * use them. out holds at least 80 bytes. */

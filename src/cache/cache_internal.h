@@ -136,4 +136,41 @@ sp_status sp__store_restore(sp__store *st, char *const *outs, size_t n_outs, con
 sp_status sp__store_gc(sp__store *st, uint32_t keep_last, int dry_run, uint64_t *blobs_removed,
                        uint64_t *bytes_removed, uint64_t *records_dropped);
 
+/* ---- remotes (cache_remote.c) */
+
+/* A remote cache speaking the Bazel HTTP cache protocol (docs/cache.md, "Remotes"): run-cache
+ * records at <base>/ac/<stage key>, blobs at <base>/cas/<sha256 hex>, through libcurl with up to
+ * 8 parallel transfers and retries with exponential backoff. */
+typedef struct sp__remote sp__remote;
+
+/* Validates `url` ("http://" or "https://", trailing slashes dropped) and prepares the
+ * transfers; nothing is contacted yet. */
+sp_status sp__remote_open(const char *url, sp__remote **out);
+void sp__remote_close(sp__remote *r);
+const char *sp__remote_url(const sp__remote *r);
+
+typedef struct sp__remote_stats {
+    uint64_t results, blobs, bytes, blobs_present;
+} sp__remote_stats;
+
+/* Fetches the newest result of `key` from the remote into the local store of the project at
+ * `root`: its record (<base>/ac/<key>), then the blobs the local store lacks, each verified
+ * against its sha256 before it is renamed into .softpipe/cache/ (a mismatch is SP_ECORRUPT
+ * naming the URL and the expected digest; that blob is not stored and nothing is recorded);
+ * then records the result locally (sp__store_record). *found = 0 and SP_OK when the remote has
+ * no record. With dry_run, only asks whether the record exists (HEAD). stats may be NULL. */
+sp_status sp__remote_fetch(sp__remote *r, sp__store *st, const char *root, const char *key,
+                           int dry_run, int *found, sp__remote_stats *stats);
+
+/* Pushes the result `m` of `key`: HEADs each blob, PUTs the missing ones from the local store of
+ * the project at `root`, then PUTs the record. stats may be NULL. */
+sp_status sp__remote_push(sp__remote *r, const char *root, const char *key, const sp__manifest *m,
+                          sp__remote_stats *stats);
+
+/* Helpers in cache_run.c for push and pull: the project's root, and stage i's current key
+ * (SP_ENOTFOUND naming the dep when one is missing). */
+struct sp_project;
+const char *sp__project_root(const struct sp_project *p);
+sp_status sp__project_stage_key(struct sp_project *p, size_t i, char key[65]);
+
 #endif

@@ -706,6 +706,8 @@ sp_status sp_project_run(sp_project *p, const sp_run_opts *opts) {
     sp__store *st = NULL;
     if (rc == SP_OK) rc = sp__statcache_open(p->pl.root, &sc);
     if (rc == SP_OK) rc = sp__store_open(p->pl.root, &st);
+    sp__remote *rem = NULL;
+    if (rc == SP_OK && o.remote) rc = sp__remote_open(o.remote, &rem);
     sp_status failure = SP_OK;
     char failed_msg[512] = "";
     size_t running = 0;
@@ -762,7 +764,18 @@ sp_status sp_project_run(sp_project *p, const sp_run_opts *opts) {
                     continue;
                 }
                 sp__manifest m = {0};
-                if (sp__store_lookup(st, j->in.key, &m) == SP_OK) {
+                int found = sp__store_lookup(st, j->in.key, &m) == SP_OK;
+                if (!found && rem) { /* not here: does the remote have it? */
+                    sp__remote_stats rs = {0};
+                    rc = sp__remote_fetch(rem, st, p->pl.root, j->in.key, o.dry_run, &found, &rs);
+                    if (rc < 0) break;
+                    if (found && !o.dry_run) {
+                        event(&o, s->name, "pulled", "%" PRIu64 " blobs, %" PRIu64 " bytes from %s",
+                              rs.blobs, rs.bytes, sp__remote_url(rem));
+                        found = sp__store_lookup(st, j->in.key, &m) == SP_OK;
+                    }
+                }
+                if (found) {
                     if (o.dry_run) {
                         event(&o, s->name, "would restore", "key %.12s", j->in.key);
                     } else {
@@ -817,12 +830,23 @@ sp_status sp_project_run(sp_project *p, const sp_run_opts *opts) {
                 sp_status r2 = sp__store_save_outputs(st, s->outs, s->n_outs, &m);
                 if (r2 == SP_OK) r2 = sp__store_record(st, j->in.key, &m);
                 if (r2 == SP_OK) r2 = write_state(p, s, &j->in, &m);
-                sp__manifest_free(&m);
                 if (r2 == SP_OK) {
                     restore_backup(p, s, j, 1);
                     j->state = DONE;
                     event(&o, s->name, "done", "%.3f s", dt);
+                    sp__remote_stats rs = {0};
+                    if (rem && sp__remote_push(rem, p->pl.root, j->in.key, &m, &rs) == SP_OK) {
+                        event(&o, s->name, "pushed", "%" PRIu64 " blobs, %" PRIu64 " bytes to %s",
+                              rs.blobs, rs.bytes, sp__remote_url(rem));
+                    } else if (rem) { /* the result is kept here; the run reports the error */
+                        snprintf(failed_msg, sizeof failed_msg, "stage '%s': push: %s", s->name,
+                                 sp_errmsg());
+                        event(&o, s->name, "push failed", "%s", sp_errmsg());
+                        failure = SP_EIO;
+                    }
+                    sp__manifest_free(&m);
                 } else {
+                    sp__manifest_free(&m);
                     restore_backup(p, s, j, 0);
                     j->state = FAILED;
                     snprintf(failed_msg, sizeof failed_msg, "stage '%s': %s", s->name, sp_errmsg());
@@ -853,6 +877,7 @@ sp_status sp_project_run(sp_project *p, const sp_run_opts *opts) {
         sp__free(jobs[i].backup);
     }
     sp__store_close(st);
+    sp__remote_close(rem);
     if (sc) {
         if (rc == SP_OK)
             rc = sp__statcache_close(sc);
@@ -886,4 +911,26 @@ sp_status sp_project_gc(sp_project *p, uint32_t keep_last, int dry_run, sp_gc_re
 sp_status sp_path_digest(const char *path, char *out) {
     if (!path || !out) return sp__fail(SP_EINVAL, "sp_path_digest: NULL argument");
     return sp__digest_path(NULL, path, out, NULL);
+}
+
+const char *sp__project_root(const sp_project *p) {
+    return p->pl.root;
+}
+
+sp_status sp__project_stage_key(sp_project *p, size_t i, char key[65]) {
+    const sp__stage *s = &p->pl.stages[i];
+    sp__statcache *sc = NULL;
+    SP_TRY(sp__statcache_open(p->pl.root, &sc));
+    inputs in;
+    sp_status rc = compute_inputs(p, sc, s, &in);
+    if (rc == SP_OK && in.missing)
+        rc = sp__fail(SP_ENOTFOUND, "stage '%s': dep %s is missing", s->name,
+                      s->deps[in.missing - 1]);
+    if (rc == SP_OK) memcpy(key, in.key, 65);
+    inputs_free(&in, s);
+    if (rc == SP_OK)
+        rc = sp__statcache_close(sc);
+    else
+        sp__statcache_free(sc);
+    return rc;
 }

@@ -116,7 +116,29 @@ struct sp__store {
     uint64_t tmp_counter;
     int reflink_off;  /* FICLONE failed with "not supported" once: stop trying */
     int hardlink_off; /* link() failed with EXDEV/EPERM once */
+    int fan_fd[256];  /* open fan-out folders cache/<2 hex> + 1 (0: not open yet) */
 };
+
+/* An open fd of the fan-out folder of blob `raw` (kept until close), or -1 with errno set.
+ * Lookups and links name the blob relative to it: no walk of the long path per blob. */
+static int fan_fd(sp__store *st, const uint8_t raw[32]) {
+    int *slot = &st->fan_fd[raw[0]];
+    if (*slot) return *slot - 1;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%c%c", st->cache_dir, hexdig[raw[0] >> 4], hexdig[raw[0] & 15]);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) *slot = fd + 1;
+    return fd;
+}
+
+/* The blob's name inside its fan-out folder (62 hex digits). */
+static void blob_name(const uint8_t raw[32], char name[63]) {
+    for (int i = 1; i < 32; i++) {
+        name[2 * i - 2] = hexdig[raw[i] >> 4];
+        name[2 * i - 1] = hexdig[raw[i] & 15];
+    }
+    name[62] = '\0';
+}
 
 static int unhex(char c) {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
@@ -192,6 +214,8 @@ void sp__store_close(sp__store *st) {
     sp__free(st->tmp_dir);
     sp__free(st->runs_dir);
     blobset_free(&st->verified);
+    for (int i = 0; i < 256; i++)
+        if (st->fan_fd[i]) close(st->fan_fd[i] - 1);
     sp__free(st);
 }
 
@@ -624,14 +648,16 @@ sp_status sp__store_record(sp__store *st, const char *key, const sp__manifest *m
     return rc;
 }
 
-static int blobs_present(const sp__store *st, const sp__manifest *m) {
-    char path[4096];
+static int blobs_present(sp__store *st, const sp__manifest *m) {
+    char name[63];
     for (size_t i = 0; i < m->n; i++) {
         uint8_t raw[32];
         struct stat bst;
         if (parse_digest(m->e[i].digest, raw) != 0) return 0;
-        blob_path(st, raw, path, sizeof path);
-        if (stat(path, &bst) != 0 || (uint64_t)bst.st_size != m->e[i].size) return 0;
+        int dfd = fan_fd(st, raw);
+        if (dfd < 0) return 0;
+        blob_name(raw, name);
+        if (fstatat(dfd, name, &bst, 0) != 0 || (uint64_t)bst.st_size != m->e[i].size) return 0;
     }
     return 1;
 }
@@ -788,19 +814,23 @@ typedef struct restore_ctx {
     uint8_t *buf;
 } restore_ctx;
 
-/* Places blob `raw` at `dst` (which must not exist) with `mode`. */
-static sp_status place_file(restore_ctx *rc_, const sp__manifest_entry *e, const char *dst) {
+/* Places blob `raw` at `name` in folder `dfd` (AT_FDCWD for a path), which must not exist,
+ * with `mode`; `dst` is the full path, for messages. */
+static sp_status place_file(restore_ctx *rc_, const sp__manifest_entry *e, int dfd,
+                            const char *name, const char *dst) {
     sp__store *st = rc_->st;
     uint8_t raw[32];
     parse_digest(e->digest, raw);
-    char blob[4096];
+    char blob[4096], bname[63];
     blob_path(st, raw, blob, sizeof blob);
+    blob_name(raw, bname);
 retry:;
     /* A hard link shares the blob's inode, so it is read-only (0444) and cannot carry an
      * executable bit: only 0644 files are linked. */
     if (rc_->force != FORCE_COPY && (st->reflink_off || rc_->force == FORCE_HARDLINK) &&
         !st->hardlink_off && e->mode == 0644) {
-        if (link(blob, dst) == 0) {
+        int ffd = fan_fd(st, raw);
+        if (ffd >= 0 && linkat(ffd, bname, dfd, name, 0) == 0) {
             rc_->method = "hardlink";
             return SP_OK;
         }
@@ -811,7 +841,7 @@ retry:;
     }
     int in = open(blob, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (in < 0) return sp__fail_errno(SP_EIO, errno, "%s: cannot open blob", blob);
-    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int out = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (out < 0) {
         int err = errno;
         close(in);
@@ -828,7 +858,7 @@ retry:;
             st->reflink_off = 1;
             close(in);
             close(out);
-            unlink(dst);
+            unlinkat(dfd, name, 0);
             goto retry;
         }
     }
@@ -859,7 +889,7 @@ retry:;
     }
     if (close(out) != 0 && rc == SP_OK) rc = sp__fail_errno(SP_EIO, errno, "%s: close failed", dst);
     if (rc != SP_OK) {
-        unlink(dst);
+        unlinkat(dfd, name, 0);
         return rc;
     }
     rc_->method = cloned ? "reflink" : "copy";
@@ -934,7 +964,7 @@ sp_status sp__store_restore(sp__store *st, char *const *outs, size_t n_outs, con
             }
         int is_file = count == 1 && strcmp(m->e[first].path, outs[k]) == 0;
         if (rc == SP_OK && is_file) {
-            rc = place_file(&rc_, &m->e[first], tmps[k]);
+            rc = place_file(&rc_, &m->e[first], AT_FDCWD, tmps[k], tmps[k]);
         } else if (rc == SP_OK) {
             if (mkdir(tmps[k], 0755) != 0)
                 rc = sp__fail_errno(SP_EIO, errno, "%s: cannot create folder", tmps[k]);
@@ -942,6 +972,11 @@ sp_status sp__store_restore(sp__store *st, char *const *outs, size_t n_outs, con
                 rc = sp__buf_append(&dirs, tmps[k], strlen(tmps[k]) + 1);
             size_t ol = strlen(outs[k]);
             char path[4096];
+            /* Files are placed relative to an open fd of their folder, kept while consecutive
+             * entries (the manifest is sorted) share it; its parents are made once. */
+            int pfd = -1;
+            const char *cur = NULL; /* the folder part of the entry pfd belongs to */
+            size_t cur_len = 0;
             for (size_t i = 0; i < m->n && rc == SP_OK; i++) {
                 if (!under(m->e[i].path, outs[k])) continue;
                 if (m->e[i].path[ol] != '/') {
@@ -950,11 +985,25 @@ sp_status sp__store_restore(sp__store *st, char *const *outs, size_t n_outs, con
                     break;
                 }
                 const char *rel = m->e[i].path + ol + 1;
-                rc = make_parents(tmps[k], rel, &dirs);
-                if (rc != SP_OK) break;
+                const char *slash = strrchr(rel, '/');
+                size_t plen = slash ? (size_t)(slash - rel) : 0;
+                if (pfd < 0 || plen != cur_len || memcmp(cur, rel, plen) != 0) {
+                    rc = make_parents(tmps[k], rel, &dirs);
+                    if (rc != SP_OK) break;
+                    if (pfd >= 0) close(pfd);
+                    snprintf(path, sizeof path, "%s/%.*s", tmps[k], (int)plen, rel);
+                    pfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                    if (pfd < 0) {
+                        rc = sp__fail_errno(SP_EIO, errno, "%s: cannot open folder", path);
+                        break;
+                    }
+                    cur = rel;
+                    cur_len = plen;
+                }
                 snprintf(path, sizeof path, "%s/%s", tmps[k], rel);
-                rc = place_file(&rc_, &m->e[i], path);
+                rc = place_file(&rc_, &m->e[i], pfd, slash ? slash + 1 : rel, path);
             }
+            if (pfd >= 0) close(pfd);
         }
         sp__free(target);
     }
