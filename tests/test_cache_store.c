@@ -1,6 +1,7 @@
 /* test_cache_store.c — unit tests of the pipeline cache's digests (files, folders, the stat
  * cache and its racy-timestamp guard) and of the store (save, record, lookup, restore by hard
- * link and by copy, corruption detection, gc), plus clean failure when any allocation fails. */
+ * link and by copy, corruption detection, verified-blob records, gc), plus clean failure when any
+ * allocation fails. */
 #include "cache/cache_internal.h"
 #include "core_internal.h"
 #include "testutil.h"
@@ -475,6 +476,167 @@ static void test_store_missing_output(void **state) {
     free(root);
 }
 
+/* Flips the first byte of a blob the way a user would (chmod, then write): its ctime moves. */
+static void tamper(const char *blob) {
+    chmod(blob, 0644);
+    FILE *fp = fopen(blob, "r+b");
+    assert_non_null(fp);
+    int c = fgetc(fp);
+    fseek(fp, 0, SEEK_SET);
+    fputc(c ^ 1, fp);
+    fclose(fp);
+}
+
+/* Sets the record of `digest` in .softpipe/cache/verified to the blob's current stat (a forged
+ * record, to see that a blob matching its record is not hashed). */
+static void forge_record(const char *root, const char *digest, const char *blob) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/.softpipe/cache/verified", root);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    uint8_t raw[32];
+    for (int i = 0; i < 32; i++) {
+        unsigned v;
+        assert_int_equal(sscanf(digest + 7 + 2 * i, "%2x", &v), 1);
+        raw[i] = (uint8_t)v;
+    }
+    struct stat sb;
+    assert_int_equal(stat(blob, &sb), 0);
+    uint8_t rec[72];
+    int found = 0;
+    fseek(fp, 8, SEEK_SET);
+    for (long off = 8; fread(rec, 1, 72, fp) == 72; off += 72) {
+        if (memcmp(rec, raw, 32) != 0) continue;
+        uint64_t v[3] = {(uint64_t)sb.st_dev, (uint64_t)sb.st_ino, (uint64_t)sb.st_size};
+        int64_t t[2] = {(int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec,
+                        (int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec};
+        memcpy(rec + 32, v, 24);
+        memcpy(rec + 56, t, 16);
+        fseek(fp, off, SEEK_SET);
+        assert_int_equal(fwrite(rec, 1, 72, fp), 72);
+        found = 1;
+        break;
+    }
+    fclose(fp);
+    assert_true(found);
+}
+
+static void test_store_verified_records(void **state) {
+    (void)state;
+    char *root = tu_tmpdir("cs-verified");
+    make_outputs(root, "v1");
+    char *outs[] = {"model.bin", "out"};
+    sp__store *st;
+    assert_int_equal(sp__store_open(root, &st), SP_OK);
+    sp__manifest m;
+    assert_int_equal(sp__store_save_outputs(st, outs, 2, &m), SP_OK);
+    assert_int_equal(sp__store_record(st, key1, &m), SP_OK);
+    char blob_a[4096], blob_b[4096], dig_a[SP__DIGEST_MAX], vpath[4096];
+    snprintf(blob_a, sizeof blob_a, "%s/.softpipe/cache/%.2s/%s", root, m.e[0].digest + 7,
+             m.e[0].digest + 9);
+    snprintf(blob_b, sizeof blob_b, "%s/.softpipe/cache/%.2s/%s", root, m.e[2].digest + 7,
+             m.e[2].digest + 9);
+    snprintf(dig_a, sizeof dig_a, "%s", m.e[0].digest);
+    snprintf(vpath, sizeof vpath, "%s/.softpipe/cache/verified", root);
+    sp__manifest_free(&m);
+    sp__store_close(st);
+    /* Past the racy window, a restore (by copy: hard links move the blobs' ctime) hashes the
+     * blobs and records all three. */
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    setenv("SP_CACHE_RESTORE_METHOD", "copy", 1);
+    assert_int_equal(sp__store_open(root, &st), SP_OK);
+    assert_int_equal(sp__store_lookup(st, key1, &m), SP_OK);
+    assert_int_equal(sp__store_restore(st, outs, 2, &m, NULL), SP_OK);
+    sp__manifest_free(&m);
+    sp__store_close(st);
+    struct stat vs;
+    assert_int_equal(stat(vpath, &vs), 0);
+    assert_int_equal(vs.st_size, 8 + 3 * 72);
+    /* Unchanged blobs are trusted without hashing: a changed blob whose record was forged to
+     * its new stat is not noticed (only a record can make that happen). */
+    tamper(blob_a);
+    forge_record(root, dig_a, blob_a);
+    assert_int_equal(sp__store_open(root, &st), SP_OK);
+    assert_int_equal(sp__store_lookup(st, key1, &m), SP_OK);
+    assert_int_equal(sp__store_restore(st, outs, 2, &m, NULL), SP_OK);
+    sp__manifest_free(&m);
+    sp__store_close(st);
+    /* A blob changed after it was verified has a new ctime: hashed again, SP_ECORRUPT. */
+    tamper(blob_b);
+    put(root, "out/c.sh", "user script");
+    assert_int_equal(sp__store_open(root, &st), SP_OK);
+    assert_int_equal(sp__store_lookup(st, key1, &m), SP_OK);
+    assert_int_equal(sp__store_restore(st, outs, 2, &m, NULL), SP_ECORRUPT);
+    assert_non_null(strstr(sp_errmsg(), blob_b));
+    char *t = slurp(root, "out/c.sh");
+    assert_string_equal(t, "user script");
+    free(t);
+    assert_false(count_leftovers(root));
+    sp__manifest_free(&m);
+    sp__store_close(st);
+    unsetenv("SP_CACHE_RESTORE_METHOD");
+    /* A record file that is not ours counts as empty: everything is hashed (and found). */
+    FILE *fp = fopen(vpath, "wb");
+    assert_non_null(fp);
+    fputs("garbage", fp);
+    fclose(fp);
+    assert_int_equal(sp__store_open(root, &st), SP_OK);
+    assert_int_equal(sp__store_lookup(st, key1, &m), SP_OK);
+    assert_int_equal(sp__store_restore(st, outs, 2, &m, NULL), SP_ECORRUPT);
+    sp__manifest_free(&m);
+    sp__store_close(st);
+    tu_rmrf(root);
+    free(root);
+}
+
+/* Enough files in several folders that restore places them on several threads (and verifies
+ * them on several threads): every file comes back with its content. */
+static void test_store_restore_many(void **state) {
+    (void)state;
+    char *root = tu_tmpdir("cs-many");
+    char rel[64], text[64];
+    for (int i = 0; i < 600; i++) {
+        snprintf(rel, sizeof rel, "out/d%d/f%03d", i % 6, i);
+        snprintf(text, sizeof text, "file %d", i);
+        put(root, rel, text);
+    }
+    char *outs[] = {"out"};
+    const char *methods[] = {"hardlink", "copy"};
+    for (int k = 0; k < 2; k++) {
+        setenv("SP_CACHE_RESTORE_METHOD", methods[k], 1);
+        sp__store *st;
+        assert_int_equal(sp__store_open(root, &st), SP_OK);
+        sp__manifest m;
+        assert_int_equal(sp__store_save_outputs(st, outs, 1, &m), SP_OK);
+        assert_int_equal(m.n, 600);
+        assert_int_equal(sp__store_record(st, key1, &m), SP_OK);
+        sp__manifest_free(&m);
+        sp__store_close(st);
+        char *out = join(root, "out");
+        tu_rmrf(out);
+        free(out);
+        assert_int_equal(sp__store_open(root, &st), SP_OK);
+        assert_int_equal(sp__store_lookup(st, key1, &m), SP_OK);
+        const char *method = NULL;
+        assert_int_equal(sp__store_restore(st, outs, 1, &m, &method), SP_OK);
+        assert_string_equal(method, methods[k]);
+        sp__manifest_free(&m);
+        sp__store_close(st);
+        for (int i = 0; i < 600; i += 37) {
+            snprintf(rel, sizeof rel, "out/d%d/f%03d", i % 6, i);
+            snprintf(text, sizeof text, "file %d", i);
+            char *t = slurp(root, rel);
+            assert_string_equal(t, text);
+            free(t);
+        }
+        assert_false(count_leftovers(root));
+    }
+    unsetenv("SP_CACHE_RESTORE_METHOD");
+    tu_rmrf(root);
+    free(root);
+}
+
 static void test_store_corrupt_blob(void **state) {
     (void)state;
     char *root = tu_tmpdir("cs-corrupt");
@@ -744,6 +906,8 @@ int main(void) {
         cmocka_unit_test(test_store_roundtrip_default),
         cmocka_unit_test(test_store_missing_output),
         cmocka_unit_test(test_store_corrupt_blob),
+        cmocka_unit_test(test_store_verified_records),
+        cmocka_unit_test(test_store_restore_many),
         cmocka_unit_test(test_store_record_several),
         cmocka_unit_test(test_store_gc),
         cmocka_unit_test(test_cache_out_of_memory),

@@ -19,7 +19,13 @@
  * syncfs() covers them all before they are renamed (100,000 fsyncs would dominate a big save or
  * restore). Hard links write no data, so they need only the directory fsync.
  *
- * Threads: restore verifies blobs on sp__ncpu() threads that share only the work list. */
+ *   .softpipe/cache/verified                 records of blobs known to match their names
+ *                                          (verified-blob records below; advisory)
+ *
+ * Threads: restore verifies blobs on up to 8 threads that share only the work list, and places
+ * a folder output's files on up to 8 threads, each taking whole groups (runs of files in one
+ * target folder); workers share only atomics and read-only state (fan-out fds opened before,
+ * the records), and a worker's error is reported by the caller (the lowest failing group). */
 #define _GNU_SOURCE
 #include "cache_internal.h"
 
@@ -105,6 +111,103 @@ static int blobset_add(blobset *s, const uint8_t key[32]) {
     return 1;
 }
 
+/* ---- verified-blob records: .softpipe/cache/verified
+ *
+ * "SPVERIF1", then one 72-byte record per blob (host byte order): the blob's sha256 (32 bytes),
+ * st_dev, st_ino, st_size, mtime_ns, ctime_ns (8 bytes each) as they were when the blob's
+ * content was known to match its name. A blob whose stat still equals its record is trusted
+ * without hashing; any change to a blob (chmod, write, replacement) moves its ctime or inode, so
+ * it is hashed again. A record is only made when the blob's ctime is more than VREC_RACY_NS older
+ * than the moment its content was known (a change in the same timestamp tick would keep the
+ * ctime). The file is advisory: a missing, short or foreign file counts as empty. */
+
+#define VREC_MAGIC   "SPVERIF1"
+#define VREC_SIZE    72
+#define VREC_RACY_NS 100000000LL /* 100 ms: timestamps tick at least every 10 ms */
+
+typedef struct vrec {
+    uint8_t raw[32];
+    uint64_t dev, ino, size;
+    int64_t mtime_ns, ctime_ns;
+} vrec;
+
+typedef struct vtable {
+    vrec *r;
+    size_t n, rcap;
+    uint32_t *slot; /* open addressing: index + 1 into r, 0 = empty */
+    size_t cap;
+    int loaded, dirty;
+} vtable;
+
+static void vtable_free(vtable *v) {
+    sp__free(v->r);
+    sp__free(v->slot);
+    memset(v, 0, sizeof *v);
+}
+
+static int64_t ts_ns(struct timespec t) {
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void vrec_fill(vrec *r, const uint8_t raw[32], const struct stat *sb) {
+    memcpy(r->raw, raw, 32);
+    r->dev = (uint64_t)sb->st_dev;
+    r->ino = (uint64_t)sb->st_ino;
+    r->size = (uint64_t)sb->st_size;
+    r->mtime_ns = ts_ns(sb->st_mtim);
+    r->ctime_ns = ts_ns(sb->st_ctim);
+}
+
+static const vrec *vtable_get(const vtable *v, const uint8_t raw[32]) {
+    if (!v->cap) return NULL;
+    for (size_t h = blob_slot(raw, v->cap); v->slot[h]; h = (h + 1) & (v->cap - 1))
+        if (memcmp(v->r[v->slot[h] - 1].raw, raw, 32) == 0) return &v->r[v->slot[h] - 1];
+    return NULL;
+}
+
+/* Adds or replaces the record of r->raw. */
+static sp_status vtable_put(vtable *v, const vrec *r) {
+    if (2 * (v->n + 1) > v->cap) {
+        size_t ncap = v->cap ? v->cap * 2 : 1024;
+        uint32_t *ns = sp__calloc(ncap, sizeof *ns);
+        if (!ns) return sp__fail(SP_ENOMEM, "out of memory for blob records");
+        for (size_t i = 0; i < v->n; i++) {
+            size_t h = blob_slot(v->r[i].raw, ncap);
+            while (ns[h])
+                h = (h + 1) & (ncap - 1);
+            ns[h] = (uint32_t)(i + 1);
+        }
+        sp__free(v->slot);
+        v->slot = ns;
+        v->cap = ncap;
+    }
+    size_t h = blob_slot(r->raw, v->cap);
+    for (; v->slot[h]; h = (h + 1) & (v->cap - 1))
+        if (memcmp(v->r[v->slot[h] - 1].raw, r->raw, 32) == 0) {
+            v->r[v->slot[h] - 1] = *r;
+            v->dirty = 1;
+            return SP_OK;
+        }
+    if (v->n == v->rcap) {
+        size_t nc = v->rcap ? v->rcap * 2 : 1024;
+        vrec *nr = sp__realloc(v->r, nc * sizeof *nr);
+        if (!nr) return sp__fail(SP_ENOMEM, "out of memory for blob records");
+        v->r = nr;
+        v->rcap = nc;
+    }
+    v->r[v->n++] = *r;
+    v->slot[h] = (uint32_t)v->n;
+    v->dirty = 1;
+    return SP_OK;
+}
+
+/* Whether the blob's current stat `now` equals its record. */
+static int vtable_trusts(const vtable *v, const vrec *now) {
+    const vrec *r = vtable_get(v, now->raw);
+    return r && r->dev == now->dev && r->ino == now->ino && r->size == now->size &&
+           r->mtime_ns == now->mtime_ns && r->ctime_ns == now->ctime_ns;
+}
+
 /* ---- the store */
 
 struct sp__store {
@@ -113,10 +216,14 @@ struct sp__store {
     char *tmp_dir;    /* <root>/.softpipe/cache/tmp */
     char *runs_dir;   /* <root>/.softpipe/runs */
     blobset verified; /* blobs whose content was hashed by this process (saved or verified) */
+    vtable vt;        /* the records of .softpipe/cache/verified (loaded on first use) */
+    char *vt_path;    /* <root>/.softpipe/cache/verified */
+    vtable seen;      /* the blobs' stats taken by the last lookup, used once by restore */
+    int64_t seen_ns;  /* when that lookup began */
     uint64_t tmp_counter;
-    int reflink_off;  /* FICLONE failed with "not supported" once: stop trying */
-    int hardlink_off; /* link() failed with EXDEV/EPERM once */
-    int fan_fd[256];  /* open fan-out folders cache/<2 hex> + 1 (0: not open yet) */
+    _Atomic int reflink_off;  /* FICLONE failed with "not supported" once: stop trying */
+    _Atomic int hardlink_off; /* link() failed with EXDEV/EPERM once */
+    int fan_fd[256];          /* open fan-out folders cache/<2 hex> + 1 (0: not open yet) */
 };
 
 /* An open fd of the fan-out folder of blob `raw` (kept until close), or -1 with errno set.
@@ -129,6 +236,80 @@ static int fan_fd(sp__store *st, const uint8_t raw[32]) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) *slot = fd + 1;
     return fd;
+}
+
+/* The fan-out fd of blob `raw` if it is already open, else -1 (ENOENT): never opens, so
+ * restore workers can call it while the caller's fan_fd() calls are done. */
+static int fan_fd_get(const sp__store *st, const uint8_t raw[32]) {
+    int fd = st->fan_fd[raw[0]] - 1;
+    if (fd < 0) errno = ENOENT;
+    return fd;
+}
+
+/* Loads .softpipe/cache/verified once (one read); anything unreadable counts as empty. */
+static sp_status vtable_load(sp__store *st) {
+    vtable *v = &st->vt;
+    if (v->loaded) return SP_OK;
+    v->loaded = 1;
+    uint8_t *data;
+    size_t len;
+    sp_status rc = sp__read_file(st->vt_path, &data, &len);
+    if (rc != SP_OK) {
+        sp__errmsg_clear();
+        return rc == SP_ENOMEM ? sp__fail(SP_ENOMEM, "out of memory for blob records") : SP_OK;
+    }
+    if (len >= 8 && memcmp(data, VREC_MAGIC, 8) == 0 && (len - 8) % VREC_SIZE == 0) {
+        for (size_t off = 8; off < len && rc == SP_OK; off += VREC_SIZE) {
+            vrec r;
+            memcpy(r.raw, data + off, 32);
+            memcpy(&r.dev, data + off + 32, 8);
+            memcpy(&r.ino, data + off + 40, 8);
+            memcpy(&r.size, data + off + 48, 8);
+            memcpy(&r.mtime_ns, data + off + 56, 8);
+            memcpy(&r.ctime_ns, data + off + 64, 8);
+            rc = vtable_put(v, &r);
+        }
+    }
+    sp__free(data);
+    v->dirty = 0;
+    return rc;
+}
+
+/* Rewrites .softpipe/cache/verified atomically (temp + fsync + rename) if records were added. */
+static sp_status vtable_save(sp__store *st) {
+    vtable *v = &st->vt;
+    if (!v->dirty) return SP_OK;
+    size_t len = 8 + v->n * VREC_SIZE;
+    uint8_t *data = sp__malloc(len);
+    if (!data) return sp__fail(SP_ENOMEM, "out of memory writing blob records");
+    memcpy(data, VREC_MAGIC, 8);
+    for (size_t i = 0; i < v->n; i++) {
+        uint8_t *o = data + 8 + i * VREC_SIZE;
+        memcpy(o, v->r[i].raw, 32);
+        memcpy(o + 32, &v->r[i].dev, 8);
+        memcpy(o + 40, &v->r[i].ino, 8);
+        memcpy(o + 48, &v->r[i].size, 8);
+        memcpy(o + 56, &v->r[i].mtime_ns, 8);
+        memcpy(o + 64, &v->r[i].ctime_ns, 8);
+    }
+    sp_status rc = sp__file_commit(st->vt_path, data, len);
+    sp__free(data);
+    if (rc == SP_OK) v->dirty = 0;
+    return rc;
+}
+
+/* Records blob `raw` (its content known to match at time `known_ns`) if its stat `sb` is not
+ * racy: a change in the same timestamp tick as its ctime would not move the ctime. */
+static sp_status vtable_note_rec(sp__store *st, const vrec *r, int64_t known_ns) {
+    if (r->ctime_ns >= known_ns - VREC_RACY_NS || r->mtime_ns >= known_ns - VREC_RACY_NS)
+        return SP_OK;
+    return vtable_put(&st->vt, r);
+}
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return ts_ns(t);
 }
 
 /* The blob's name inside its fan-out folder (62 hex digits). */
@@ -187,8 +368,9 @@ sp_status sp__store_open(const char *project_root, sp__store **out) {
     st->cache_dir = sp__path_join(project_root, ".softpipe/cache");
     st->tmp_dir = sp__path_join(project_root, ".softpipe/cache/tmp");
     st->runs_dir = sp__path_join(project_root, ".softpipe/runs");
+    st->vt_path = sp__path_join(project_root, ".softpipe/cache/verified");
     char *sp_dir = sp__path_join(project_root, ".softpipe");
-    if (!st->root || !st->cache_dir || !st->tmp_dir || !st->runs_dir || !sp_dir) {
+    if (!st->root || !st->cache_dir || !st->tmp_dir || !st->runs_dir || !st->vt_path || !sp_dir) {
         sp__free(sp_dir);
         sp__store_close(st);
         return sp__fail(SP_ENOMEM, "out of memory opening the cache");
@@ -213,7 +395,10 @@ void sp__store_close(sp__store *st) {
     sp__free(st->cache_dir);
     sp__free(st->tmp_dir);
     sp__free(st->runs_dir);
+    sp__free(st->vt_path);
     blobset_free(&st->verified);
+    vtable_free(&st->vt);
+    vtable_free(&st->seen);
     for (int i = 0; i < 256; i++)
         if (st->fan_fd[i]) close(st->fan_fd[i] - 1);
     sp__free(st);
@@ -256,11 +441,14 @@ typedef struct pending {
     size_t n, cap;
     size_t n_inline; /* files fsynced one by one so far */
     uint8_t fanout_touched[256];
+    vrec *made; /* the blobs this call committed, with their stat after the rename */
+    size_t n_made, made_cap;
 } pending;
 
 static void pending_free(pending *p) {
     sp__free(p->tmp);
     sp__free(p->blob);
+    sp__free(p->made);
 }
 
 /* ---- save */
@@ -273,6 +461,17 @@ static sp_status blob_commit(sp__store *st, const char *tmp, const uint8_t raw[3
     if (!p->fanout_touched[raw[0]]) SP_TRY(mkdir_ok(dir));
     if (rename(tmp, path) != 0) return sp__fail_errno(SP_EIO, errno, "%s: cannot rename", tmp);
     p->fanout_touched[raw[0]] = 1;
+    /* Its record for .softpipe/cache/verified (best effort: a blob without one is hashed). */
+    struct stat sb;
+    if (stat(path, &sb) != 0) return SP_OK;
+    if (p->n_made == p->made_cap) {
+        size_t nc = p->made_cap ? p->made_cap * 2 : 256;
+        vrec *nm = sp__realloc(p->made, nc * sizeof *nm);
+        if (!nm) return SP_OK;
+        p->made = nm;
+        p->made_cap = nc;
+    }
+    vrec_fill(&p->made[p->n_made++], raw, &sb);
     return SP_OK;
 }
 
@@ -470,6 +669,16 @@ sp_status sp__store_save_outputs(sp__store *st, char *const *outs, size_t n_outs
         rc = sp__fsync_dir(tmp);
     }
     if (rc == SP_OK) rc = sp__fsync_dir(st->cache_dir);
+    if (rc == SP_OK && p.n_made) {
+        /* The new blobs' content is known (hashed as written): record those whose ctime is not
+         * racy now. Advisory: a failure costs only hashing at the next restore. */
+        int64_t t = now_ns();
+        sp_status vrc = vtable_load(st);
+        for (size_t i = 0; i < p.n_made && vrc == SP_OK; i++)
+            vrc = vtable_note_rec(st, &p.made[i], t);
+        if (vrc == SP_OK) vrc = vtable_save(st);
+        if (vrc != SP_OK) sp__errmsg_clear();
+    }
     if (rc != SP_OK) {
         for (size_t i = 0; i < p.n; i++) { /* temps not yet renamed (unlink of renamed fails) */
             snprintf(tmp, sizeof tmp, "%s/%s", st->tmp_dir, p.tmp[i]);
@@ -648,7 +857,9 @@ sp_status sp__store_record(sp__store *st, const char *key, const sp__manifest *m
     return rc;
 }
 
-static int blobs_present(sp__store *st, const sp__manifest *m) {
+/* Whether every blob of m is present with its size; with `remember`, the stats are kept in
+ * st->seen for the restore that follows (so it need not stat the blobs again). */
+static int blobs_present(sp__store *st, const sp__manifest *m, int remember) {
     char name[63];
     for (size_t i = 0; i < m->n; i++) {
         uint8_t raw[32];
@@ -658,6 +869,11 @@ static int blobs_present(sp__store *st, const sp__manifest *m) {
         if (dfd < 0) return 0;
         blob_name(raw, name);
         if (fstatat(dfd, name, &bst, 0) != 0 || (uint64_t)bst.st_size != m->e[i].size) return 0;
+        if (remember && S_ISREG(bst.st_mode)) {
+            vrec r;
+            vrec_fill(&r, raw, &bst);
+            if (vtable_put(&st->seen, &r) != SP_OK) sp__errmsg_clear(); /* only an optimization */
+        }
     }
     return 1;
 }
@@ -672,10 +888,12 @@ sp_status sp__store_lookup(sp__store *st, const char *key, sp__manifest *m) {
     if (!doc) return sp__fail(SP_ENOTFOUND, "key %s: not in the run cache", key);
     json_t *results = json_object_get(doc, "results");
     sp_status rc = SP_ENOTFOUND;
+    vtable_free(&st->seen);
+    st->seen_ns = now_ns();
     for (size_t i = json_array_size(results); i-- > 0;) {
         rc = parse_result(json_array_get(results, i), path, i, m);
         if (rc != SP_OK) break;
-        if (blobs_present(st, m)) break;
+        if (blobs_present(st, m, 1)) break;
         sp__manifest_free(m);
         rc = SP_ENOTFOUND;
     }
@@ -694,7 +912,9 @@ typedef struct verify_job {
     size_t n;
     _Atomic size_t next;
     _Atomic int failed;
-    uint8_t *ok;
+    uint8_t *ok;      /* 1: hashed and matches, 2: trusted by its record (no hashing) */
+    vrec *cur;        /* the blob's stat before it was hashed (ino 0: unknown) */
+    int64_t start_ns; /* when the checks started (before any stat) */
 } verify_job;
 
 /* 0 if the blob exists with the expected size and digest; else a status (message set). */
@@ -736,6 +956,30 @@ static sp_status verify_blob(const sp__store *st, const uint8_t raw[32], uint64_
     return SP_OK;
 }
 
+/* Checks blob i of the job: trusted if its stat equals its record, else hashed. */
+static sp_status check_blob(verify_job *j, size_t i, uint8_t *buf, size_t cap) {
+    vrec *c = &j->cur[i];
+    const vrec *seen = vtable_get(&j->st->seen, j->blob[i]);
+    memset(c, 0, sizeof *c);
+    if (seen) {
+        *c = *seen; /* stat by the lookup just before */
+    } else {
+        char name[63];
+        struct stat sb;
+        blob_name(j->blob[i], name);
+        int dfd = fan_fd_get(j->st, j->blob[i]);
+        if (dfd >= 0 && fstatat(dfd, name, &sb, 0) == 0 && S_ISREG(sb.st_mode))
+            vrec_fill(c, j->blob[i], &sb);
+    }
+    if (c->ino && c->size == j->size[i] && vtable_trusts(&j->st->vt, c)) {
+        j->ok[i] = 2;
+        return SP_OK;
+    }
+    SP_TRY(verify_blob(j->st, j->blob[i], j->size[i], buf, cap));
+    j->ok[i] = 1;
+    return SP_OK;
+}
+
 static void verify_worker(void *ctx, int t, int n_threads) {
     (void)t;
     (void)n_threads;
@@ -746,25 +990,30 @@ static void verify_worker(void *ctx, int t, int n_threads) {
         if (atomic_load(&j->failed)) break;
         size_t i = atomic_fetch_add(&j->next, 1);
         if (i >= j->n) break;
-        if (verify_blob(j->st, j->blob[i], j->size[i], buf, COPY_BUF / 4) != SP_OK) {
+        if (check_blob(j, i, buf, COPY_BUF / 4) != SP_OK) {
             atomic_store(&j->failed, 1);
             break;
         }
-        j->ok[i] = 1;
     }
     sp__free(buf);
 }
 
-/* Hashes every distinct blob of m not yet verified by this process. */
+/* Checks every distinct blob of m not yet verified by this process: trusted by its record in
+ * .softpipe/cache/verified when its stat is unchanged, else hashed (and then recorded). The
+ * fan-out folders of m must be open (fan_fd). */
 static sp_status verify_all(sp__store *st, const sp__manifest *m) {
     verify_job j = {0};
     j.st = st;
     blobset seen = {0};
-    sp_status rc = SP_OK;
+    sp_status rc = vtable_load(st);
+    /* Stats taken by the lookup are older than now: the records' racy check starts there. */
+    j.start_ns = st->seen.n ? st->seen_ns : now_ns();
     j.blob = sp__malloc((m->n ? m->n : 1) * 32);
     j.size = sp__malloc((m->n ? m->n : 1) * sizeof *j.size);
     j.ok = sp__calloc(m->n ? m->n : 1, 1);
-    if (!j.blob || !j.size || !j.ok) rc = sp__fail(SP_ENOMEM, "out of memory verifying blobs");
+    j.cur = sp__calloc(m->n ? m->n : 1, sizeof *j.cur);
+    if (rc == SP_OK && (!j.blob || !j.size || !j.ok || !j.cur))
+        rc = sp__fail(SP_ENOMEM, "out of memory verifying blobs");
     for (size_t i = 0; i < m->n && rc == SP_OK; i++) {
         uint8_t raw[32];
         if (parse_digest(m->e[i].digest, raw) != 0) {
@@ -788,14 +1037,20 @@ static sp_status verify_all(sp__store *st, const sp__manifest *m) {
                 rc = sp__fail(SP_ENOMEM, "out of memory verifying blobs");
                 break;
             }
-            rc = verify_blob(st, j.blob[i], j.size[i], buf, COPY_BUF / 4);
+            rc = check_blob(&j, i, buf, COPY_BUF / 4);
         }
         if (rc == SP_OK) {
             int added = blobset_add(&st->verified, j.blob[i]);
             if (added < 0) rc = (sp_status)added;
         }
+        if (rc == SP_OK && j.ok[i] == 1 && j.cur[i].ino)
+            rc = vtable_note_rec(st, &j.cur[i], j.start_ns);
     }
+    /* The records are advisory: failing to write them costs only hashing next time. */
+    if (rc == SP_OK && vtable_save(st) != SP_OK) sp__errmsg_clear();
     sp__free(buf);
+    sp__free(j.cur);
+    vtable_free(&st->seen); /* used once: later changes to the blobs need a new stat */
     blobset_free(&seen);
     sp__free(j.blob);
     sp__free(j.size);
@@ -805,12 +1060,18 @@ static sp_status verify_all(sp__store *st, const sp__manifest *m) {
 
 typedef enum { FORCE_NONE, FORCE_HARDLINK, FORCE_COPY } force_method;
 
+/* State shared by the threads of one restore call. */
+typedef struct restore_shared {
+    _Atomic size_t n_inline; /* files fsynced one by one so far */
+    _Atomic int need_syncfs;
+} restore_shared;
+
+/* One thread's view of a restore: shared counters, its own copy buffer and last method. */
 typedef struct restore_ctx {
     sp__store *st;
     force_method force;
+    restore_shared *sh;
     const char *method;
-    size_t n_inline;
-    int need_syncfs;
     uint8_t *buf;
 } restore_ctx;
 
@@ -829,7 +1090,7 @@ retry:;
      * executable bit: only 0644 files are linked. */
     if (rc_->force != FORCE_COPY && (st->reflink_off || rc_->force == FORCE_HARDLINK) &&
         !st->hardlink_off && e->mode == 0644) {
-        int ffd = fan_fd(st, raw);
+        int ffd = fan_fd_get(st, raw);
         if (ffd >= 0 && linkat(ffd, bname, dfd, name, 0) == 0) {
             rc_->method = "hardlink";
             return SP_OK;
@@ -880,11 +1141,10 @@ retry:;
     if (rc == SP_OK && fchmod(out, e->mode) != 0)
         rc = sp__fail_errno(SP_EIO, errno, "%s: cannot chmod", dst);
     if (rc == SP_OK) {
-        if (rc_->n_inline < INLINE_FSYNCS) {
+        if (atomic_fetch_add(&rc_->sh->n_inline, 1) < INLINE_FSYNCS) {
             if (fsync(out) != 0) rc = sp__fail_errno(SP_EIO, errno, "%s: fsync failed", dst);
-            rc_->n_inline++;
         } else {
-            rc_->need_syncfs = 1;
+            atomic_store(&rc_->sh->need_syncfs, 1);
         }
     }
     if (close(out) != 0 && rc == SP_OK) rc = sp__fail_errno(SP_EIO, errno, "%s: close failed", dst);
@@ -919,6 +1179,135 @@ static sp_status make_parents(const char *base, const char *rel, sp__buf *dirs) 
     return SP_OK;
 }
 
+/* Files of one folder output are placed in groups: a group is a run of consecutive entries
+ * (the manifest is sorted) in one target folder, and a thread places whole groups, so two
+ * threads rarely add entries to one folder (ext4 serializes that on the folder's lock). */
+typedef struct place_group {
+    size_t start, end; /* range in place_job.idx */
+    size_t plen;       /* length of the folder part of the entries' paths below the output */
+    sp_status rc;      /* SP_OK, or the group's first error ... */
+    char *msg;         /* ... and its message (the worker's thread-local one, copied) */
+    const char *method;
+} place_group;
+
+typedef struct place_job {
+    sp__store *st;
+    force_method force;
+    restore_shared *sh;
+    const sp__manifest *m;
+    const char *tmp; /* the new folder */
+    size_t ol;       /* length of the output's name */
+    size_t *idx;     /* manifest indices of the output's entries, in manifest order */
+    place_group *g;
+    size_t n_groups;
+    _Atomic size_t next;
+    _Atomic int failed;
+} place_job;
+
+static sp_status place_group_files(restore_ctx *rc_, place_job *j, place_group *g) {
+    char path[4096];
+    const char *first = j->m->e[j->idx[g->start]].path + j->ol + 1;
+    snprintf(path, sizeof path, "%s/%.*s", j->tmp, (int)g->plen, first);
+    int pfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0) return sp__fail_errno(SP_EIO, errno, "%s: cannot open folder", path);
+    sp_status rc = SP_OK;
+    for (size_t x = g->start; x < g->end && rc == SP_OK; x++) {
+        const sp__manifest_entry *e = &j->m->e[j->idx[x]];
+        const char *rel = e->path + j->ol + 1;
+        snprintf(path, sizeof path, "%s/%s", j->tmp, rel);
+        rc = place_file(rc_, e, pfd, g->plen ? rel + g->plen + 1 : rel, path);
+    }
+    close(pfd);
+    return rc;
+}
+
+/* Takes groups in index order; after a failure no new group is taken, but the groups already
+ * taken (all of lower index) finish, so the lowest failing group is the same as in a serial
+ * run and its error is the one reported. */
+static void place_worker(void *ctx, int t, int n_threads) {
+    (void)t;
+    (void)n_threads;
+    place_job *j = ctx;
+    restore_ctx rc_ = {0};
+    rc_.st = j->st;
+    rc_.force = j->force;
+    rc_.sh = j->sh;
+    for (;;) {
+        if (atomic_load(&j->failed)) break;
+        size_t i = atomic_fetch_add(&j->next, 1);
+        if (i >= j->n_groups) break;
+        place_group *g = &j->g[i];
+        rc_.method = NULL;
+        g->rc = place_group_files(&rc_, j, g);
+        g->method = rc_.method;
+        if (g->rc != SP_OK) {
+            g->msg = sp__strdup(sp_errmsg());
+            atomic_store(&j->failed, 1);
+        }
+    }
+    sp__free(rc_.buf);
+}
+
+/* Places the entries of folder output `out` (number k) into the new folder `tmp` (exists). */
+static sp_status place_folder(restore_ctx *rc_, const sp__manifest *m, const char *out,
+                              const char *tmp, sp__buf *dirs) {
+    place_job j = {0};
+    j.st = rc_->st;
+    j.force = rc_->force;
+    j.sh = rc_->sh;
+    j.m = m;
+    j.tmp = tmp;
+    j.ol = strlen(out);
+    sp_status rc = SP_OK;
+    size_t n = 0;
+    j.idx = sp__malloc((m->n ? m->n : 1) * sizeof *j.idx);
+    j.g = sp__malloc((m->n ? m->n : 1) * sizeof *j.g);
+    if (!j.idx || !j.g) rc = sp__fail(SP_ENOMEM, "out of memory restoring outputs");
+    const char *cur = NULL; /* the entry whose folder the current group is */
+    size_t cur_len = 0;
+    for (size_t i = 0; i < m->n && rc == SP_OK; i++) {
+        if (!under(m->e[i].path, out)) continue;
+        if (m->e[i].path[j.ol] != '/') {
+            rc = sp__fail(SP_EINVAL, "manifest: output '%s' is both a file and a folder", out);
+            break;
+        }
+        const char *rel = m->e[i].path + j.ol + 1;
+        const char *slash = strrchr(rel, '/');
+        size_t plen = slash ? (size_t)(slash - rel) : 0;
+        if (!cur || plen != cur_len || memcmp(cur, rel, plen) != 0) {
+            /* A new group: its folder's parents are made here, once, by the caller. */
+            rc = make_parents(tmp, rel, dirs);
+            if (rc != SP_OK) break;
+            if (j.n_groups) j.g[j.n_groups - 1].end = n;
+            place_group *g = &j.g[j.n_groups++];
+            memset(g, 0, sizeof *g);
+            g->start = n;
+            g->plen = plen;
+            cur = rel;
+            cur_len = plen;
+        }
+        j.idx[n++] = i;
+    }
+    if (j.n_groups) j.g[j.n_groups - 1].end = n;
+    if (rc == SP_OK && j.n_groups) {
+        int nt = sp__ncpu() < 8 ? sp__ncpu() : 8;
+        if ((size_t)nt > j.n_groups) nt = (int)j.n_groups;
+        if (n < 256) nt = 1;
+        sp__parallel(nt, place_worker, &j);
+        for (size_t g = 0; g < j.n_groups; g++) {
+            if (j.g[g].method) rc_->method = j.g[g].method;
+            if (rc == SP_OK && j.g[g].rc != SP_OK)
+                rc = j.g[g].msg ? sp__fail(j.g[g].rc, "%s", j.g[g].msg)
+                                : sp__fail(SP_ENOMEM, "out of memory restoring outputs");
+        }
+    }
+    for (size_t g = 0; j.g && g < j.n_groups; g++)
+        sp__free(j.g[g].msg);
+    sp__free(j.idx);
+    sp__free(j.g);
+    return rc;
+}
+
 sp_status sp__store_restore(sp__store *st, char *const *outs, size_t n_outs, const sp__manifest *m,
                             const char **method) {
     if (method) *method = NULL;
@@ -930,10 +1319,16 @@ sp_status sp__store_restore(sp__store *st, char *const *outs, size_t n_outs, con
             return sp__fail(SP_EINVAL, "manifest entry '%s' is not inside any declared output",
                             m->e[i].path);
     }
+    /* The fan-out folders are opened here, before any worker thread reads them. */
+    for (size_t i = 0; i < m->n; i++) {
+        uint8_t raw[32];
+        if (parse_digest(m->e[i].digest, raw) == 0) (void)fan_fd(st, raw);
+    }
     SP_TRY(verify_all(st, m));
-
+    restore_shared sh = {0};
     restore_ctx rc_ = {0};
     rc_.st = st;
+    rc_.sh = &sh;
     const char *force = getenv("SP_CACHE_RESTORE_METHOD");
     rc_.force = !force                       ? FORCE_NONE
                 : !strcmp(force, "copy")     ? FORCE_COPY
@@ -970,46 +1365,13 @@ sp_status sp__store_restore(sp__store *st, char *const *outs, size_t n_outs, con
                 rc = sp__fail_errno(SP_EIO, errno, "%s: cannot create folder", tmps[k]);
             else
                 rc = sp__buf_append(&dirs, tmps[k], strlen(tmps[k]) + 1);
-            size_t ol = strlen(outs[k]);
-            char path[4096];
-            /* Files are placed relative to an open fd of their folder, kept while consecutive
-             * entries (the manifest is sorted) share it; its parents are made once. */
-            int pfd = -1;
-            const char *cur = NULL; /* the folder part of the entry pfd belongs to */
-            size_t cur_len = 0;
-            for (size_t i = 0; i < m->n && rc == SP_OK; i++) {
-                if (!under(m->e[i].path, outs[k])) continue;
-                if (m->e[i].path[ol] != '/') {
-                    rc = sp__fail(SP_EINVAL, "manifest: output '%s' is both a file and a folder",
-                                  outs[k]);
-                    break;
-                }
-                const char *rel = m->e[i].path + ol + 1;
-                const char *slash = strrchr(rel, '/');
-                size_t plen = slash ? (size_t)(slash - rel) : 0;
-                if (pfd < 0 || plen != cur_len || memcmp(cur, rel, plen) != 0) {
-                    rc = make_parents(tmps[k], rel, &dirs);
-                    if (rc != SP_OK) break;
-                    if (pfd >= 0) close(pfd);
-                    snprintf(path, sizeof path, "%s/%.*s", tmps[k], (int)plen, rel);
-                    pfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                    if (pfd < 0) {
-                        rc = sp__fail_errno(SP_EIO, errno, "%s: cannot open folder", path);
-                        break;
-                    }
-                    cur = rel;
-                    cur_len = plen;
-                }
-                snprintf(path, sizeof path, "%s/%s", tmps[k], rel);
-                rc = place_file(&rc_, &m->e[i], pfd, slash ? slash + 1 : rel, path);
-            }
-            if (pfd >= 0) close(pfd);
+            if (rc == SP_OK) rc = place_folder(&rc_, m, outs[k], tmps[k], &dirs);
         }
         sp__free(target);
     }
     /* 2. Make the new trees durable: one syncfs if many files were written, else the few
      * files were fsynced and each created folder is fsynced once. */
-    if (rc == SP_OK && rc_.need_syncfs) {
+    if (rc == SP_OK && atomic_load(&sh.need_syncfs)) {
         int fd = open(st->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0 || syncfs(fd) != 0)
             rc = sp__fail_errno(SP_EIO, errno, "%s: syncfs failed", st->root);
@@ -1147,7 +1509,7 @@ static sp_status gc_record(void *ctx, const char *path, const char *dir) {
         sp__manifest m;
         int keep = g->keep_last == 0 || rank < g->keep_last;
         if (keep && parse_result(json_array_get(results, i), path, i, &m) == SP_OK) {
-            keep = blobs_present(g->st, &m);
+            keep = blobs_present(g->st, &m, 0);
             for (size_t k = 0; keep && k < m.n; k++) {
                 uint8_t raw[32];
                 parse_digest(m.e[k].digest, raw);
@@ -1237,7 +1599,13 @@ sp_status sp__store_gc(sp__store *st, uint32_t keep_last, int dry_run, uint64_t 
     }
     if (top) closedir(top);
     blobset_free(&g.live);
-    /* Forget verifications of blobs that may be gone. */
-    if (!dry_run && *blobs_removed) blobset_free(&st->verified);
+    /* Forget verifications of blobs that may be gone (the records file is rebuilt by hashing
+     * at later restores). */
+    if (!dry_run && *blobs_removed) {
+        blobset_free(&st->verified);
+        vtable_free(&st->vt);
+        if (unlink(st->vt_path) != 0 && errno != ENOENT && rc == SP_OK)
+            rc = sp__fail_errno(SP_EIO, errno, "%s: cannot remove", st->vt_path);
+    }
     return rc;
 }
