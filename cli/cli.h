@@ -47,6 +47,16 @@ void cli_progress_init(cli_progress *p, const char *what, const char *unit);
 void cli_progress_update(cli_progress *p, uint64_t done, uint64_t total, uint64_t bytes);
 void cli_progress_end(cli_progress *p);
 
+/* The options `softpipe push` and `pull` share: --remote URL (default $SOFTPIPE_REMOTE),
+ * -C DIR, --file FILE, --json, -h. Returns -1 when the command should go on (argv[*optind..]
+ * are its operands), else the exit code to return (help printed, or a usage error). */
+typedef struct cli_remote_opts {
+    const char *dir, *file, *remote;
+    int json;
+} cli_remote_opts;
+int cli_parse_remote_opts(const char *cmd, const char *help, int argc, char **argv,
+                          cli_remote_opts *o);
+
 /* Writes path atomically (temp file in the same folder, fsync, rename); prints the error and
  * returns -1 on failure, 0 on success. */
 int cli_write_atomic(const char *path, const void *data, size_t len);

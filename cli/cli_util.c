@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,4 +196,46 @@ int cli_write_atomic(const char *path, const void *data, size_t len) {
     }
     free(tmp);
     return 0;
+}
+
+int cli_parse_remote_opts(const char *cmd, const char *help, int argc, char **argv,
+                          cli_remote_opts *o) {
+    enum { O_REMOTE = 1000, O_FILE, O_JSON };
+    static const struct option longopts[] = {{"remote", required_argument, 0, O_REMOTE},
+                                             {"file", required_argument, 0, O_FILE},
+                                             {"json", no_argument, 0, O_JSON},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    o->dir = ".";
+    o->file = NULL;
+    o->remote = getenv("SOFTPIPE_REMOTE");
+    o->json = 0;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":hC:", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_REMOTE:
+            o->remote = optarg;
+            break;
+        case 'C':
+            o->dir = optarg;
+            break;
+        case O_FILE:
+            o->file = optarg;
+            break;
+        case O_JSON:
+            o->json = 1;
+            break;
+        case 'h':
+            fputs(help, stdout);
+            return CLI_OK;
+        case ':':
+            return cli_usage_error(cmd, "%s needs a value", argv[optind - 1]);
+        default:
+            return cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (!o->remote || !*o->remote) return cli_usage_error(cmd, "--remote URL is required");
+    return -1;
 }

@@ -23,50 +23,19 @@ static const char HELP[] =
     "exit status: 0 done, 2 usage, 3 the remote or the disk failed\n";
 
 int cmd_push(int argc, char **argv) {
-    enum { O_REMOTE = 1000, O_FILE, O_JSON };
-    static const struct option longopts[] = {{"remote", required_argument, 0, O_REMOTE},
-                                             {"file", required_argument, 0, O_FILE},
-                                             {"json", no_argument, 0, O_JSON},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
-    const char *dir = ".", *file = NULL, *remote = getenv("SOFTPIPE_REMOTE");
-    int json = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":hC:", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_REMOTE:
-            remote = optarg;
-            break;
-        case 'C':
-            dir = optarg;
-            break;
-        case O_FILE:
-            file = optarg;
-            break;
-        case O_JSON:
-            json = 1;
-            break;
-        case 'h':
-            fputs(HELP, stdout);
-            return CLI_OK;
-        case ':':
-            return cli_usage_error("push", "%s needs a value", argv[optind - 1]);
-        default:
-            return cli_usage_error("push", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
+    cli_remote_opts ro;
+    int ret = cli_parse_remote_opts("push", HELP, argc, argv, &ro);
+    if (ret >= 0) return ret;
     if (optind < argc) return cli_usage_error("push", "unexpected argument '%s'", argv[optind]);
-    if (!remote || !*remote) return cli_usage_error("push", "--remote URL is required");
     sp_project *p;
-    sp_status rc = sp_project_open(dir, file, &p);
+    sp_status rc = sp_project_open(ro.dir, ro.file, &p);
     if (rc < 0) return cli_fail("push", rc);
     sp_remote_report r;
-    rc = sp_project_push(p, remote, &r);
+    rc = sp_project_push(p, ro.remote, &r);
     sp_project_close(p);
     if (rc < 0) return cli_fail("push", rc);
     char b[32];
-    if (json)
+    if (ro.json)
         printf("{\"results\": %llu, \"blobs\": %llu, \"bytes\": %llu, \"blobs_present\": %llu}\n",
                (unsigned long long)r.results, (unsigned long long)r.blobs,
                (unsigned long long)r.bytes, (unsigned long long)r.blobs_present);
