@@ -80,69 +80,62 @@ static size_t split(char *s, char **out, size_t cap) {
     return n;
 }
 
-static int read_table(const char *path, const char *columns, matrix *m) {
+#define SP_TRY_CLI(expr)                                                                           \
+    do {                                                                                           \
+        sp_status rc_ = (expr);                                                                    \
+        if (rc_ < 0) return rc_;                                                                   \
+    } while (0)
+
+/* A table or a dataset seen as numeric columns, so one routine picks and reads features. */
+typedef struct source {
+    const char *path;
     sp_table *t;
-    sp_status rc = sp_table_read(path, &t);
-    if (rc < 0) return cli_fail("predict", rc);
-    uint64_t n = sp_table_n_rows(t);
-    size_t nc = sp_table_n_columns(t);
-    size_t *cols = malloc((nc ? nc : 1) * sizeof *cols), k = 0;
-    double *buf = malloc((n ? n : 1) * sizeof(double));
-    int ret = CLI_OK;
-    if (!cols || !buf) {
-        ret = CLI_SYSTEM;
-        goto out;
-    }
-    if (columns) {
-        char *copy = strdup(columns), *names[4096];
-        size_t nn = copy ? split(copy, names, 4096) : 0;
-        for (size_t q = 0; q < nn && ret == CLI_OK; q++) {
-            int ci = sp_table_column_index(t, names[q]);
-            if (ci < 0) {
-                fprintf(stderr, "softpipe predict: %s: no column '%s'\n", path, names[q]);
-                ret = CLI_USAGE;
-            } else if (k < nc) {
-                cols[k++] = (size_t)ci;
-            }
-        }
-        free(copy);
-        if (ret != CLI_OK) goto out;
-    } else {
-        /* every column that converts to numbers */
-        for (size_t c = 0; c < nc; c++)
-            if (sp_table_column_f64(t, c, buf, n) == SP_OK) cols[k++] = c;
-    }
-    m->n = n;
-    m->k = k;
-    m->x = malloc((n * k + 1) * sizeof(float));
-    if (!m->x) {
-        ret = CLI_SYSTEM;
-        goto out;
-    }
-    for (size_t j = 0; j < k; j++) {
-        rc = sp_table_column_f64(t, cols[j], buf, n);
-        if (rc < 0) {
-            ret = cli_fail("predict", rc);
-            goto out;
-        }
-        for (uint64_t i = 0; i < n; i++)
-            m->x[i * k + j] = (float)buf[i];
-    }
-out:
-    free(cols);
-    free(buf);
-    sp_table_close(t);
-    return ret;
+    sp_dataset *ds;
+} source;
+
+static uint64_t src_rows(const source *s) {
+    return s->t ? sp_table_n_rows(s->t) : sp_dataset_len(s->ds);
 }
 
-static int read_dataset(const char *path, const char *columns, matrix *m) {
-    sp_dataset *ds;
-    sp_status rc = sp_dataset_open(path, &ds);
-    if (rc < 0) return cli_fail("predict", rc);
-    uint64_t n = sp_dataset_len(ds);
-    size_t nc = sp_dataset_n_columns(ds), k = 0;
-    size_t *cols = malloc((nc ? nc : 1) * sizeof *cols);
-    double *buf = malloc((n ? n : 1) * sizeof(double));
+static size_t src_cols(const source *s) {
+    return s->t ? sp_table_n_columns(s->t) : sp_dataset_n_columns(s->ds);
+}
+
+/* Column c holds numbers (and, by default, is a feature: a dataset's label column is not). */
+static int src_numeric(const source *s, size_t c, int by_default) {
+    if (s->t) return sp_table_column_type(s->t, c) != SP_TYPE_STRING;
+    const sp_column *col = sp_dataset_column(s->ds, c);
+    return col->type != SP_TYPE_STRING && !(by_default && strcmp(col->name, "label") == 0);
+}
+
+static int src_index(const source *s, const char *name) {
+    return s->t ? sp_table_column_index(s->t, name) : sp_dataset_column_index(s->ds, name);
+}
+
+/* Column c into feature j of the row-major matrix, through buf (n 8-byte values). */
+static sp_status src_read(const source *s, size_t c, void *buf, matrix *m, size_t j) {
+    const uint64_t n = m->n;
+    if (s->t) {
+        SP_TRY_CLI(sp_table_column_f64(s->t, c, buf, n));
+        for (uint64_t i = 0; i < n; i++)
+            m->x[i * m->k + j] = (float)((const double *)buf)[i];
+        return SP_OK;
+    }
+    const sp_type type = sp_dataset_column(s->ds, c)->type;
+    SP_TRY_CLI(sp_dataset_read_column(s->ds, c, buf, n, NULL)); /* int32 columns as int32 */
+    for (uint64_t i = 0; i < n; i++)
+        m->x[i * m->k + j] = type == SP_TYPE_INT32   ? (float)((const int32_t *)buf)[i]
+                             : type == SP_TYPE_INT64 ? (float)((const int64_t *)buf)[i]
+                                                     : (float)((const double *)buf)[i];
+    return SP_OK;
+}
+
+/* The feature matrix: the columns named in `columns`, or every numeric column in order. */
+static int read_columns(const source *s, const char *columns, matrix *m) {
+    const uint64_t n = src_rows(s);
+    const size_t nc = src_cols(s);
+    size_t *cols = malloc((nc ? nc : 1) * sizeof *cols), k = 0;
+    void *buf = malloc((n ? n : 1) * sizeof(double));
     int ret = CLI_OK;
     if (!cols || !buf) {
         ret = CLI_SYSTEM;
@@ -151,10 +144,11 @@ static int read_dataset(const char *path, const char *columns, matrix *m) {
     if (columns) {
         char *copy = strdup(columns), *names[4096];
         size_t nn = copy ? split(copy, names, 4096) : 0;
-        for (size_t q = 0; q < nn && ret == CLI_OK; q++) {
-            int ci = sp_dataset_column_index(ds, names[q]);
-            if (ci < 0 || sp_dataset_column(ds, (size_t)ci)->type == SP_TYPE_STRING) {
-                fprintf(stderr, "softpipe predict: %s: no numeric column '%s'\n", path, names[q]);
+        for (size_t q = 0; q < nn && ret == CLI_OK && k < nc; q++) {
+            int ci = src_index(s, names[q]);
+            if (ci < 0 || !src_numeric(s, (size_t)ci, 0)) {
+                fprintf(stderr, "softpipe predict: %s: no numeric column '%s'\n", s->path,
+                        names[q]);
                 ret = CLI_USAGE;
             } else {
                 cols[k++] = (size_t)ci;
@@ -163,10 +157,8 @@ static int read_dataset(const char *path, const char *columns, matrix *m) {
         free(copy);
         if (ret != CLI_OK) goto out;
     } else {
-        for (size_t c = 0; c < nc; c++) {
-            const sp_column *col = sp_dataset_column(ds, c);
-            if (col->type != SP_TYPE_STRING && strcmp(col->name, "label") != 0) cols[k++] = c;
-        }
+        for (size_t c = 0; c < nc; c++)
+            if (src_numeric(s, c, 1)) cols[k++] = c;
     }
     m->n = n;
     m->k = k;
@@ -175,23 +167,31 @@ static int read_dataset(const char *path, const char *columns, matrix *m) {
         ret = CLI_SYSTEM;
         goto out;
     }
-    for (size_t j = 0; j < k; j++) {
-        const sp_column *col = sp_dataset_column(ds, cols[j]);
-        /* int32 columns are written as int32, others as 8-byte values */
-        rc = sp_dataset_read_column(ds, cols[j], buf, n, NULL);
-        if (rc < 0) {
-            ret = cli_fail("predict", rc);
-            goto out;
-        }
-        for (uint64_t i = 0; i < n; i++)
-            m->x[i * k + j] = col->type == SP_TYPE_INT32   ? (float)((const int32_t *)buf)[i]
-                              : col->type == SP_TYPE_INT64 ? (float)((const int64_t *)buf)[i]
-                                                           : (float)buf[i];
+    for (size_t j = 0; j < k && ret == CLI_OK; j++) {
+        sp_status rc = src_read(s, cols[j], buf, m, j);
+        if (rc < 0) ret = cli_fail("predict", rc);
     }
 out:
     free(cols);
     free(buf);
-    sp_dataset_close(ds);
+    return ret;
+}
+
+static int read_table(const char *path, const char *columns, matrix *m) {
+    source s = {path, NULL, NULL};
+    sp_status rc = sp_table_read(path, &s.t);
+    if (rc < 0) return cli_fail("predict", rc);
+    int ret = read_columns(&s, columns, m);
+    sp_table_close(s.t);
+    return ret;
+}
+
+static int read_dataset(const char *path, const char *columns, matrix *m) {
+    source s = {path, NULL, NULL};
+    sp_status rc = sp_dataset_open(path, &s.ds);
+    if (rc < 0) return cli_fail("predict", rc);
+    int ret = read_columns(&s, columns, m);
+    sp_dataset_close(s.ds);
     return ret;
 }
 
